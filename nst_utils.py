@@ -1,0 +1,164 @@
+"""Helpers for the Neural Style Transfer assignment: VGG-19 as TF1 tensors, and image I/O.
+
+`from nst_utils import *` also gives you `tf` (TensorFlow's 1.x API, graph mode), `np` and
+`imageio`, so the assignment's TF1-style code (graphs, Sessions, tf.train optimisers) runs
+unchanged on TensorFlow 2.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ info/warning chatter
+
+import imageio.v2 as imageio
+import numpy as np
+import scipy.io
+import tensorflow.compat.v1 as tf
+from tensorflow.python.framework import ops as _ops
+from tensorflow.python.framework import random_seed as _random_seed
+
+tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
+tf.disable_v2_behavior()
+
+VGG19_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+
+
+# TensorFlow 1.x gave a random op with no seed of its own, under a graph-level seed, the
+# graph's operation count at that moment (Graph.version) as its op seed; TensorFlow 2 counts
+# seeded ops per graph instead, so the assignment's test cells would print other numbers than
+# their "Expected Output". This wrapper restores the 1.x rule; it always wraps TF's original.
+_tf2_get_seed = getattr(_random_seed.get_seed, "tf2_get_seed", _random_seed.get_seed)
+
+
+def _tf1_get_seed(op_seed):
+    graph = _ops.get_default_graph()
+    if op_seed is None and graph.seed is not None and not tf.executing_eagerly():
+        op_seed = graph.version
+    return _tf2_get_seed(op_seed)
+
+
+_tf1_get_seed.tf2_get_seed = _tf2_get_seed
+_random_seed.get_seed = _tf1_get_seed
+
+
+class CONFIG:
+    IMAGE_WIDTH = 400
+    IMAGE_HEIGHT = 300
+    COLOR_CHANNELS = 3
+    NOISE_RATIO = 0.6
+    MEANS = np.array([123.68, 116.779, 103.939]).reshape((1, 1, 1, 3))
+    VGG_MODEL = "pretrained-model/imagenet-vgg-verydeep-19.mat"
+    STYLE_IMAGE = "images/swirling_brushstrokes_400x300.jpg"
+    CONTENT_IMAGE = "images/chelsea_the_cat_400x300.jpg"
+    OUTPUT_DIR = "output/"
+
+
+VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
+
+
+def vgg19_file_layer_names():
+    """Names of layers 0-36 of MatConvNet's VGG-19 file: convN_i, reluN_i, ..., poolN per block."""
+    names = []
+    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def read_vgg19_weights(path):
+    """Return {conv layer name: (kernel, bias)} from a MatConvNet VGG-19 .mat file, checked.
+
+    Fields are read by name, so both the current file and the older "beta16" release work.
+    Raises FileNotFoundError (with where to get the file) or ValueError (what is wrong).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"VGG-19 weights not found at '{path}'. Download imagenet-vgg-verydeep-19.mat "
+            f"(about 510 MB) from {VGG19_URL} and put it there; see pretrained-model/README.md."
+        )
+    advice = "Download it again from " + VGG19_URL
+
+    try:
+        layers = scipy.io.loadmat(path, variable_names=["layers"]).get("layers")
+    except Exception as error:  # scipy raises many kinds for a non-.mat or truncated file
+        raise ValueError(f"'{path}' could not be read as a MATLAB .mat file ({error}). "
+                         f"It may be truncated or corrupt. {advice}") from None
+    if layers is None or layers.dtype != object:
+        raise ValueError(f"'{path}' has no 'layers' cell array: it is not a MatConvNet "
+                         f"model file. {advice}")
+    layers = layers.ravel()
+    names = vgg19_file_layer_names()
+    if len(layers) < len(names):
+        raise ValueError(f"'{path}' has {len(layers)} layers; MatConvNet's VGG-19 has 43 "
+                         f"(at least the first {len(names)} are needed). {advice}")
+
+    weights, in_channels = {}, 3
+    for index, name in enumerate(names):
+        if not name.startswith("conv"):
+            continue
+        try:
+            layer = np.ravel(layers[index])[0]
+            found = str(np.ravel(layer["name"])[0])
+            kernel, bias = (np.asarray(a, dtype=np.float32) for a in np.ravel(layer["weights"]))
+        except Exception:
+            raise ValueError(f"'{path}': layer {index} is not a conv layer struct with 'name' "
+                             f"and 'weights' (kernel, bias) fields. {advice}") from None
+        if found != name:
+            raise ValueError(f"'{path}': layer {index} is '{found}', expected '{name}': "
+                             f"this is not MatConvNet's VGG-19. {advice}")
+        if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, in_channels):
+            raise ValueError(f"'{path}': {name} has a kernel of shape {kernel.shape}, expected "
+                             f"(3, 3, {in_channels}, C_out). {advice}")
+        out_channels = kernel.shape[3]
+        if bias.size != out_channels:
+            raise ValueError(f"'{path}': {name} has {bias.size} biases for {out_channels} "
+                             f"output channels. {advice}")
+        weights[name] = kernel, bias.reshape(out_channels)
+        in_channels = out_channels
+    return weights
+
+
+def load_vgg_model(path):
+    """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
+
+    'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
+    ReLU with the file's weights (as constants); avgpoolN replace VGG's max pooling, as
+    Gatys et al. suggest. The fully connected layers are not used.
+    """
+    weights = read_vgg19_weights(path)
+    shape = (1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
+    graph = {"input": tf.Variable(np.zeros(shape), dtype="float32")}
+    previous = graph["input"]
+    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            name = f"conv{block}_{i}"
+            kernel, bias = weights[name]
+            conv = tf.nn.conv2d(previous, tf.constant(kernel), strides=[1, 1, 1, 1], padding="SAME")
+            previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
+        previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
+            previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",
+            name=f"avgpool{block}")
+    return graph
+
+
+def generate_noise_image(content_image, noise_ratio=CONFIG.NOISE_RATIO):
+    """Blend uniform noise in [-20, 20] with `content_image` (1, H, W, 3): the starting G."""
+    noise_image = np.random.uniform(-20, 20, np.shape(content_image)).astype("float32")
+    return noise_image * noise_ratio + content_image * (1 - noise_ratio)
+
+
+def reshape_and_normalize_image(image):
+    """(IMAGE_HEIGHT, IMAGE_WIDTH, 3) picture -> (1, H, W, 3) input for VGG, minus MEANS."""
+    image = np.asarray(image)
+    expected = (CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
+    if image.shape != expected:
+        raise ValueError(f"Expected an RGB image of shape {expected} (height, width, channels), "
+                         f"got {image.shape}. Resize or crop it to "
+                         f"{CONFIG.IMAGE_WIDTH}x{CONFIG.IMAGE_HEIGHT} pixels first.")
+    return image[np.newaxis] - CONFIG.MEANS
+
+
+def save_image(path, image):
+    """Undo the mean subtraction and write image[0] to `path` as 8-bit RGB."""
+    pixels = np.clip(image[0] + CONFIG.MEANS[0], 0, 255).astype("uint8")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    imageio.imwrite(path, pixels)
