@@ -157,8 +157,12 @@ def reshape_and_normalize_image(image):
     return image[np.newaxis] - CONFIG.MEANS
 
 
+def deprocess_image(image):
+    """(1, H, W, 3) model input -> (H, W, 3) uint8 picture: add MEANS back, clip to [0, 255]."""
+    return np.clip(image[0] + CONFIG.MEANS[0], 0, 255).astype("uint8")
+
+
 def save_image(path, image):
-    """Undo the mean subtraction and write image[0] to `path` as 8-bit RGB."""
-    pixels = np.clip(image[0] + CONFIG.MEANS[0], 0, 255).astype("uint8")
+    """Write image[0], with the mean subtraction undone, to `path` (parent folders created)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    imageio.imwrite(path, pixels)
+    imageio.imwrite(path, deprocess_image(image))

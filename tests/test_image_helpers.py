@@ -3,7 +3,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from nst_utils import CONFIG, generate_noise_image, reshape_and_normalize_image, save_image
+from nst_utils import (CONFIG, deprocess_image, generate_noise_image, reshape_and_normalize_image,
+                       save_image)
 
 SHAPE = (CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, 3)
 
@@ -67,3 +68,10 @@ def test_save_image_writes_jpeg(tmp_path):
     save_image(str(tmp_path / "out.jpg"), image)
     saved = imageio.imread(tmp_path / "out.jpg")
     assert saved.shape == SHAPE and abs(int(saved.mean()) - 200) <= 2
+
+
+def test_deprocess_image_inverts_normalisation():
+    pixels = np.random.default_rng(2).integers(0, 256, SHAPE).astype(np.uint8)
+    picture = deprocess_image(reshape_and_normalize_image(pixels) + 1e-3)
+    assert picture.dtype == np.uint8
+    np.testing.assert_array_equal(picture, pixels)

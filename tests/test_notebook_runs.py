@@ -1,0 +1,84 @@
+"""The notebook runs top to bottom, headless, in a copy of the project with tiny VGG-19 weights."""
+import re
+import shutil
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from conftest import ROOT
+from mat_fixture import write_vgg19_mat
+from test_graded_functions import GA_REFERENCE
+
+NUMBER = r"(-?[\d.]+(?:e[+-]?\d+)?)"
+
+
+def project_copy(folder, with_weights=True):
+    """The files a student has, with tiny weights instead of the real ones, output/ empty."""
+    shutil.copy(ROOT / "nst_utils.py", folder)
+    shutil.copytree(ROOT / "images", folder / "images")
+    (folder / "output").mkdir()
+    (folder / "pretrained-model").mkdir()
+    if with_weights:
+        write_vgg19_mat(folder / "pretrained-model" / "imagenet-vgg-verydeep-19.mat")
+    return folder
+
+
+def execute(notebook, folder):
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+
+
+def printed_text(notebook):
+    return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.get("outputs", []) if output.get("name") == "stdout")
+
+
+def listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.mark.slow
+def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook_path):
+    untouched = {name: listing(ROOT / name) for name in ("output", "pretrained-model")}
+    project = project_copy(tmp_path)
+    notebook = nbformat.read(notebook_path, as_version=4)
+    try:
+        execute(notebook, project)
+    except CellExecutionError as error:
+        pytest.fail(f"a notebook cell raised an error:\n{error}", pytrace=False)
+
+    text = printed_text(notebook)
+    np.testing.assert_allclose(float(re.search(r"J_content = " + NUMBER, text)[1]), 6.76559,
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(re.search(r"J_style_layer = " + NUMBER, text)[1]), 9.19028,
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(re.search(r"\bJ = " + NUMBER, text)[1]), 35.34667875478276,
+                               rtol=1e-12)
+    ga_text = re.search(r"GA = (\[\[.*?\]\])", text, re.DOTALL)[1]
+    np.testing.assert_allclose(np.array(re.findall(NUMBER, ga_text), float).reshape(3, 3),
+                               GA_REFERENCE, rtol=1e-5)
+    assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)]
+
+    written = {p.name for p in (project / "output").iterdir()}
+    assert written == {f"{i}.png" for i in range(0, 200, 20)} | {"generated_image.jpg"}
+    figures = [output for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+    assert len(figures) >= 3  # the two inputs, the noisy start, the result
+    assert {name: listing(ROOT / name) for name in untouched} == untouched
+
+
+@pytest.mark.slow
+def test_notebook_without_weights_stops_at_model_cell_with_download_advice(tmp_path,
+                                                                          notebook_path):
+    project = project_copy(tmp_path, with_weights=False)
+    notebook = nbformat.read(notebook_path, as_version=4)
+    with pytest.raises(CellExecutionError) as raised:
+        execute(notebook, project)
+    assert raised.value.ename == "FileNotFoundError"
+    assert "vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat" in raised.value.evalue
+    failed = [cell for cell in notebook.cells if cell.cell_type == "code"
+              and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
+    assert len(failed) == 1 and "load_vgg_model(CONFIG.VGG_MODEL)" in failed[0].source
