@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from notebook_grading import GradingProblem
 from nst_utils import CONFIG, generate_noise_image, load_vgg_model, reshape_and_normalize_image, tf
 
 pytestmark = pytest.mark.graded
@@ -183,43 +184,49 @@ def reference_cost_graph(sess, model):
     return 10 * J_content + 40 * J_style, J_content, J_style, content
 
 
-@pytest.fixture(scope="module")
-def model_nn_run(graded_notebook, tiny_vgg_path, tmp_path_factory):
-    """Section 4 on a tiny VGG-19 fixture in a temporary folder, then model_nn(sess, G) once.
-
-    Returns what the tests check, or {"problem": why model_nn could not run}.
+def run_model_nn(graded_notebook, weights_path, folder, seed=0, **options):
+    """Section 4 on the given weights with `folder` as working directory, then the notebook's
+    model_nn(sess, G, **options). Returns what the tests check, or {"problem": why it failed}.
     """
-    namespace, problems = graded_notebook
-    if "model_nn" in problems:
-        return {"problem": problems["model_nn"]}
-    folder = tmp_path_factory.mktemp("model_nn")
+    if "model_nn" in graded_notebook.problems:
+        return {"problem": graded_notebook.problems["model_nn"]}
+    namespace = graded_notebook.namespaces["model_nn"]
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         tf.reset_default_graph()
         with tf.Session() as sess:
-            model = load_vgg_model(str(tiny_vgg_path))
+            model = load_vgg_model(str(weights_path))
             J, J_content, J_style, content = reference_cost_graph(sess, model)
-            train_step = tf.train.AdamOptimizer(2.0).minimize(J)
+            optimizer = tf.train.AdamOptimizer(2.0)
+            train_step = optimizer.minimize(J)
             for name, value in dict(model=model, J=J, J_content=J_content, J_style=J_style,
                                     train_step=train_step, sess=sess).items():
                 patch.setitem(namespace, name, value)
-            np.random.seed(0)
+            np.random.seed(seed)
             input_image = generate_noise_image(content)
             try:
                 with contextlib.redirect_stdout(printed):
-                    generated = namespace["model_nn"](sess, input_image)
-            except Exception as error:
-                return {"problem": f"model_nn(sess, input_image) raised "
-                                   f"{type(error).__name__}: {error}"}
+                    generated = graded_notebook.call("model_nn", sess, input_image, **options)
+            except GradingProblem as problem:
+                return {"problem": str(problem)}
+            beta1_power = sess.run(optimizer._get_beta_accumulators()[0])
             final_input = sess.run(model["input"])
     return dict(input_image=input_image, generated=generated, printed=printed.getvalue(),
-                final_input=final_input, output=folder / "output")
+                final_input=final_input, output=folder / "output",
+                train_steps=round(np.log(beta1_power) / np.log(0.9)) - 1)
+
+
+@pytest.fixture(scope="module")
+def model_nn_run(graded_notebook, tiny_vgg_path, tmp_path_factory):
+    """One default run: model_nn(sess, G) with 200 iterations, shared by the checks below."""
+    return run_model_nn(graded_notebook, tiny_vgg_path, tmp_path_factory.mktemp("model_nn"))
 
 
 def completed(run):
     if "problem" in run:
-        pytest.fail(f"model_nn: {run['problem']}", pytrace=False)
+        pytest.fail(run["problem"] if run["problem"].startswith("model_nn")
+                    else f"model_nn: {run['problem']}", pytrace=False)
     return run
 
 
@@ -252,3 +259,15 @@ def test_model_nn_returns_the_optimised_input_image(model_nn_run):
     assert np.shape(generated) == np.shape(run["input_image"])
     np.testing.assert_array_equal(generated, run["final_input"])
     assert not np.allclose(generated, run["input_image"], atol=1.0)
+
+
+def test_model_nn_assigns_the_input_and_runs_train_step_each_iteration(graded_notebook,
+                                                                        tiny_vgg_path, tmp_path):
+    run = completed(run_model_nn(graded_notebook, tiny_vgg_path, tmp_path, seed=5,
+                                 num_iterations=3))
+    assert run["train_steps"] == 3, f"train_step ran {run['train_steps']} times, not 3"
+    assert [int(b[0]) for b in ITERATION_BLOCK.findall(run["printed"])] == [0]
+    moved = np.abs(np.asarray(run["generated"]) - run["input_image"]).max()
+    # Adam moves a pixel by about the learning rate (2.0) per step at most: starting from the
+    # zeros the Variable is initialised with, instead of input_image, would be far off.
+    assert 0.1 < moved < 10, f"the result is {moved:.1f} away from input_image after 3 steps"

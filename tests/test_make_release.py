@@ -1,0 +1,77 @@
+"""tools/make_release.py: the students' notebook is ours with every solution block emptied."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from notebook_grading import cell_source, read_notebook
+
+sys.path.insert(0, str(ROOT / "tools"))
+from make_release import release_source  # noqa: E402
+
+SOLUTION = '''def f(x):
+    ### START CODE HERE ### (≈3 lines)
+    # first the shape
+    m, n = x.shape
+    total = (x.sum()
+             + 1)
+    sess.run(train_step)
+    ### END CODE HERE ###
+    return total
+'''
+RELEASED = '''def f(x):
+    ### START CODE HERE ### (≈3 lines)
+    # first the shape
+    m, n = None
+    total = None
+    None
+    ### END CODE HERE ###
+    return total
+'''
+
+
+def test_each_statement_becomes_one_placeholder_and_hints_stay():
+    assert release_source(SOLUTION) == RELEASED
+
+
+def test_code_outside_the_blocks_is_unchanged():
+    source = "x = 1\nprint(x)\n"
+    assert release_source(source) == source
+
+
+def test_unclosed_block_is_an_error():
+    with pytest.raises(ValueError, match="no matching"):
+        release_source("### START CODE HERE ###\nx = 1\n")
+
+
+def test_release_differs_from_solution_only_inside_blocks_and_has_no_outputs(tmp_path):
+    release = tmp_path / "release.ipynb"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_release.py"),
+                    str(ROOT / "nst_assignment.ipynb"), str(release)], check=True, timeout=60)
+    ours, theirs = read_notebook(ROOT / "nst_assignment.ipynb"), read_notebook(release)
+    assert len(ours["cells"]) == len(theirs["cells"])
+    emptied = 0
+    for mine, student in zip(ours["cells"], theirs["cells"]):
+        if "### START CODE HERE ###" in cell_source(mine):
+            emptied += 1
+            assert cell_source(student) != cell_source(mine)
+            assert cell_source(student).count("= None") + cell_source(student).count("    None") > 0
+        else:
+            assert cell_source(student) == cell_source(mine)
+        assert student.get("outputs", []) == []
+    assert emptied == 6  # five graded functions and the section 4 total cost line
+    code = "\n".join(cell_source(c) for c in theirs["cells"] if c["cell_type"] == "code")
+    for solution_line in ["tf.matmul(A, tf.transpose(A))", "alpha * J_content + beta * J_style",
+                          "sess.run(train_step)", "tf.reduce_sum(tf.square(GS - GG))"]:
+        assert solution_line not in code
+
+
+def test_release_refuses_to_overwrite_the_solution(tmp_path):
+    solution = tmp_path / "nst_assignment.ipynb"
+    solution.write_text((ROOT / "nst_assignment.ipynb").read_text())
+    before = solution.read_text()
+    finished = subprocess.run([sys.executable, str(ROOT / "tools" / "make_release.py"),
+                               str(solution), str(solution)], capture_output=True, text=True)
+    assert finished.returncode != 0 and "must not overwrite the solution" in finished.stderr
+    assert solution.read_text() == before

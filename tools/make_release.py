@@ -1,0 +1,86 @@
+"""Write the notebook students receive: every START/END CODE HERE block emptied, outputs cleared.
+
+    python tools/make_release.py nst_assignment.ipynb release/nst_assignment.ipynb
+
+Inside each `### START CODE HERE ###` ... `### END CODE HERE ###` block, each statement of the
+solution becomes a placeholder on its own line: `name = None` for an assignment (same targets),
+`None` for anything else. Comments and blank lines (the hints) stay. Nothing else changes.
+"""
+import argparse
+import ast
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+START, END = "### START CODE HERE ###", "### END CODE HERE ###"
+
+
+def placeholder(statement, source):
+    """`targets = None` for an assignment (targets as the solution wrote them), else `None`."""
+    if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        return " = ".join(ast.get_source_segment(source, t) for t in targets) + " = None"
+    return "None"
+
+
+def blank_block(lines):
+    """The lines between START and END, with each statement replaced by its placeholder."""
+    source = textwrap.dedent("\n".join(lines))
+    tree = ast.parse(source)
+    first_lines = {statement.lineno - 1: placeholder(statement, source) for statement in tree.body}
+    statement_lines = {i for statement in tree.body
+                       for i in range(statement.lineno - 1, statement.end_lineno)}
+    result = []
+    for i, line in enumerate(lines):
+        indent = line[:len(line) - len(line.lstrip())]
+        if i in first_lines:
+            result.append(indent + first_lines[i])
+        elif i not in statement_lines:
+            result.append(line)  # comment or blank line
+    return result
+
+
+def release_source(source):
+    lines, result, block = source.split("\n"), [], None
+    for number, line in enumerate(lines, start=1):
+        if block is None:
+            result.append(line)
+            if START in line:
+                block = []
+        elif END in line:
+            result += blank_block(block) + [line]
+            block = None
+        else:
+            block.append(line)
+    if block is not None:
+        raise ValueError(f"a '{START}' has no matching '{END}'")
+    return "\n".join(result)
+
+
+def make_release(notebook):
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = release_source(source)
+        cell["outputs"], cell["execution_count"] = [], None
+    return notebook
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("solution", type=Path, help="the complete notebook")
+    parser.add_argument("release", type=Path, help="where to write the students' notebook")
+    args = parser.parse_args(argv)
+    if args.release.resolve() == args.solution.resolve():
+        parser.error("the release must not overwrite the solution; give another path")
+    notebook = make_release(json.loads(args.solution.read_text(encoding="utf-8")))
+    args.release.parent.mkdir(parents=True, exist_ok=True)
+    args.release.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+    print(f"wrote {args.release}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
