@@ -4,7 +4,12 @@
 `imageio`, so the assignment's TF1-style code (graphs, Sessions, tf.train optimisers) runs
 unchanged on TensorFlow 2.
 """
+import argparse
+import http.client
 import os
+import sys
+import urllib.error
+import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ info/warning chatter
 
@@ -72,8 +77,9 @@ def read_vgg19_weights(path):
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"VGG-19 weights not found at '{path}'. Download imagenet-vgg-verydeep-19.mat "
-            f"(about 510 MB) from {VGG19_URL} and put it there; see pretrained-model/README.md."
+            f"VGG-19 weights not found at '{path}'. Get them (about 510 MB) with "
+            f"`python -m nst_utils download`, or download {VGG19_URL} by hand and put it "
+            f"there; see pretrained-model/README.md."
         )
     advice = "Download it again from " + VGG19_URL
 
@@ -166,3 +172,93 @@ def save_image(path, image):
     """Write image[0], with the mean subtraction undone, to `path` (parent folders created)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     imageio.imwrite(path, deprocess_image(image))
+
+
+# ----- `python -m nst_utils download`: fetch the real weights, resumable and verified -----
+
+VGG19_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
+
+
+def verify_vgg19_file(path):
+    """Raise ValueError unless `path` passes the loader's checks with VGG-19's exact widths."""
+    for name, (kernel, _) in read_vgg19_weights(path).items():
+        width = VGG19_WIDTHS[int(name[4]) - 1]
+        if kernel.shape[3] != width:
+            raise ValueError(f"'{path}': {name} has {kernel.shape[3]} output channels; "
+                             f"VGG-19 has {width}.")
+
+
+def download(url, destination, chunk_size=1 << 20):
+    """Download `url` to `destination` via `destination.part`, resuming what a previous run left.
+
+    Returns a sentence saying what happened; raises OSError or ValueError with what to do.
+    """
+    from tqdm import tqdm
+
+    if os.path.exists(destination):
+        try:
+            verify_vgg19_file(destination)
+        except ValueError as problem:
+            raise ValueError(f"{problem} It was left as it is: move or delete it, then run "
+                             f"this command again.") from None
+        return f"'{destination}' is already there and valid: nothing to do."
+    os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+    part = destination + ".part"
+    have = os.path.getsize(part) if os.path.exists(part) else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as error:
+        if error.code != 416:  # 416: the part already holds the whole file
+            raise OSError(f"the server answered {error.code} {error.reason}.") from None
+    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+        reason = getattr(error, "reason", error)
+        raise OSError(f"could not reach the server ({reason}); check your connection.") from None
+    else:
+        with response:
+            if response.status != 206:  # the server ignored Range: start again
+                have = 0
+            total = have + int(response.headers.get("Content-Length") or 0) or None
+            with open(part, "ab" if have else "wb") as file, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=os.path.basename(destination)) as progress:
+                try:
+                    while chunk := response.read(chunk_size):
+                        file.write(chunk)
+                        progress.update(len(chunk))
+                except http.client.HTTPException as error:
+                    raise OSError(f"the transfer failed ({error!r}).") from None
+        if total and os.path.getsize(part) < total:
+            raise OSError(f"the connection closed after {os.path.getsize(part) >> 20} of "
+                          f"{total >> 20} MB.")
+    try:
+        verify_vgg19_file(part)
+    except ValueError as problem:
+        os.replace(part, destination + ".rejected")
+        raise ValueError(f"The downloaded file is not a valid VGG-19 model ({problem}); it was "
+                         f"kept as '{destination}.rejected' for you to inspect.") from None
+    os.replace(part, destination)
+    return f"Downloaded and verified '{destination}'."
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m nst_utils", description="Course tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    get = commands.add_parser("download", help="download and verify the VGG-19 weights",
+                              description="Download MatConvNet's VGG-19 (about 510 MB) into "
+                                          "pretrained-model/, resuming an interrupted download.")
+    get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
+    get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
+    args = parser.parse_args(argv)
+    try:
+        print(download(args.url, args.to))
+    except (OSError, ValueError) as problem:
+        print(f"Could not get the VGG-19 weights from {args.url}: {problem}\n"
+              f"Run the same command again to resume, or download the file by hand and save it "
+              f"as {args.to} (see pretrained-model/README.md).", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

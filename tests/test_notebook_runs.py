@@ -78,6 +78,7 @@ def test_notebook_without_weights_stops_at_model_cell_with_download_advice(tmp_p
     with pytest.raises(CellExecutionError) as raised:
         execute(notebook, project)
     assert raised.value.ename == "FileNotFoundError"
+    assert "python -m nst_utils download" in raised.value.evalue
     assert "vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat" in raised.value.evalue
     failed = [cell for cell in notebook.cells if cell.cell_type == "code"
               and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
