@@ -5,8 +5,11 @@
 unchanged on TensorFlow 2.
 """
 import argparse
+import contextlib
 import http.client
+import io
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -158,9 +161,36 @@ def reshape_and_normalize_image(image):
     expected = (CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
     if image.shape != expected:
         raise ValueError(f"Expected an RGB image of shape {expected} (height, width, channels), "
-                         f"got {image.shape}. Resize or crop it to "
-                         f"{CONFIG.IMAGE_WIDTH}x{CONFIG.IMAGE_HEIGHT} pixels first.")
+                         f"got {image.shape}. Read your picture with load_image(path): it "
+                         f"resizes and crops any image to {CONFIG.IMAGE_WIDTH}x{CONFIG.IMAGE_HEIGHT}.")
     return image[np.newaxis] - CONFIG.MEANS
+
+
+def load_image(path, width=CONFIG.IMAGE_WIDTH, height=CONFIG.IMAGE_HEIGHT):
+    """Any picture Pillow reads -> (height, width, 3) uint8 RGB, scaled and centre-cropped to fill
+    width x height without distortion. Honours EXIF rotation; transparency becomes white."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No image file at '{path}'. Check the path (it is relative to "
+                                f"{os.getcwd()}).")
+    try:
+        with Image.open(path) as opened:
+            picture = ImageOps.exif_transpose(opened)  # also loads the pixels
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"'{path}' is not an image that can be read ({error}). Use a JPEG, PNG, "
+                         f"BMP, GIF or WebP file.") from None
+    if min(picture.size) < 32:
+        raise ValueError(f"'{path}' is only {picture.width}x{picture.height} pixels; use a picture "
+                         f"at least 32 pixels on each side (ideally {width}x{height} or more).")
+    if picture.mode.startswith("I"):  # 16- or 32-bit greyscale: scale to 8 bits
+        pixels = np.asarray(picture, dtype=np.float64)
+        picture = Image.fromarray((pixels * 255 / max(pixels.max(), 1)).astype(np.uint8))
+    if "A" in picture.mode or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    fitted = ImageOps.fit(picture.convert("RGB"), (width, height), Image.LANCZOS)
+    return np.asarray(fitted, dtype=np.uint8)
 
 
 def deprocess_image(image):
@@ -172,6 +202,112 @@ def save_image(path, image):
     """Write image[0], with the mean subtraction undone, to `path` (parent folders created)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     imageio.imwrite(path, deprocess_image(image))
+
+
+# ----- feedback and pictures for the notebook -----
+
+def check_value(name, value, expected, rtol=1e-5):
+    """Print a one-line verdict comparing a test cell's value with its Expected Output."""
+    ok = np.shape(value) == np.shape(expected) and np.allclose(value, expected, rtol=rtol, atol=0)
+    if ok:
+        print(f"\u2713 {name} matches the Expected Output")
+    else:
+        shown = np.array2string(np.asarray(expected), precision=8).replace("\n", "")
+        print(f"\u2717 {name} does not match the Expected Output ({shown}): check your code above")
+    return ok
+
+
+ITERATION_REPORT = re.compile(r"Iteration (\d+) :\s*total cost = (\S+)\s*content cost = (\S+)"
+                              r"\s*style cost = (\S+)")
+
+
+@contextlib.contextmanager
+def record_costs():
+    """Inside `with record_costs() as costs:`, what model_nn prints still shows, and `costs`
+    fills with (iteration, total, content, style) for each report it prints."""
+    costs, printed, shown = [], io.StringIO(), sys.stdout
+
+    class Tee(io.TextIOBase):
+        def write(self, text):
+            printed.write(text)
+            return shown.write(text)
+
+        def flush(self):
+            shown.flush()
+
+    with contextlib.redirect_stdout(Tee()):
+        yield costs
+    costs += [(int(i), float(t), float(c), float(s))
+              for i, t, c, s in ITERATION_REPORT.findall(printed.getvalue())]
+
+
+def _as_picture(image):
+    """A (1, H, W, 3) model input or an (H, W, 3) picture -> (H, W, 3) uint8."""
+    return deprocess_image(image) if np.ndim(image) == 4 else np.asarray(image, dtype=np.uint8)
+
+
+def _save(figure, folder, name):
+    """Save `figure` as folder/name (folder None: CONFIG.OUTPUT_DIR as it is now) and return it."""
+    folder = CONFIG.OUTPUT_DIR if folder is None else folder
+    os.makedirs(folder, exist_ok=True)
+    figure.savefig(os.path.join(folder, name), dpi=100, bbox_inches="tight")
+    return figure
+
+
+def plot_summary(content, style, generated, folder=None):
+    """Content | style | generated side by side; saved as summary.png in `folder`."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, image, title in zip(axes, (content, style, generated),
+                                ("content", "style", "generated")):
+        ax.imshow(_as_picture(image))
+        ax.set_title(title)
+        ax.axis("off")
+    return _save(figure, folder, "summary.png")
+
+
+def plot_costs(costs, folder=None):
+    """Total, content and style cost against iteration (log scale), from record_costs; saved as
+    costs.png in `folder`."""
+    import matplotlib.pyplot as plt
+
+    if not costs:
+        raise ValueError("No costs were recorded: run model_nn inside `with record_costs() as "
+                         "costs:`, with at least one iteration.")
+    iterations, totals, contents, styles = zip(*costs)
+    figure, ax = plt.subplots(figsize=(7, 4))
+    for values, label in ((totals, "total cost J"), (contents, "content cost"),
+                          (styles, "style cost")):
+        ax.plot(iterations, values, marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cost")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, folder, "costs.png")
+
+
+def plot_iterations(folder=None):
+    """A contact sheet of the pictures model_nn saved in `folder` every 20 iterations (0.png,
+    20.png, ...); saved there as iterations.png."""
+    import matplotlib.pyplot as plt
+
+    folder = CONFIG.OUTPUT_DIR if folder is None else folder
+
+    saved = sorted((int(name[:-4]), name) for name in os.listdir(folder)
+                   if re.fullmatch(r"\d+\.png", name))
+    if not saved:
+        raise ValueError(f"No iteration pictures (0.png, 20.png, ...) in '{folder}': run model_nn.")
+    columns = min(5, len(saved))
+    rows = -(-len(saved) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (iteration, name) in zip(axes.flat, saved):
+        ax.imshow(imageio.imread(os.path.join(folder, name)))
+        ax.set_title(f"iteration {iteration}")
+    return _save(figure, folder, "iterations.png")
 
 
 # ----- `python -m nst_utils download`: fetch the real weights, resumable and verified -----

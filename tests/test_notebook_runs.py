@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from PIL import Image
 
 from conftest import ROOT
 from mat_fixture import write_vgg19_mat
@@ -60,13 +61,22 @@ def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook
     ga_text = re.search(r"GA = (\[\[.*?\]\])", text, re.DOTALL)[1]
     np.testing.assert_allclose(np.array(re.findall(NUMBER, ga_text), float).reshape(3, 3),
                                GA_REFERENCE, rtol=1e-5)
-    assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)]
+    assert text.count("\u2713") == 4 and "\u2717" not in text  # the four verdicts: all ticks
+    # section 4 with the course pair, then section 5 with "your own" pair
+    assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)] * 2
 
-    written = {p.name for p in (project / "output").iterdir()}
-    assert written == {f"{i}.png" for i in range(0, 200, 20)} | {"generated_image.jpg"}
+    run_files = {f"{i}.png" for i in range(0, 200, 20)} | {"generated_image.jpg"}
+    figure_files = {"summary.png", "costs.png", "iterations.png"}
+    assert {p.name for p in (project / "output").iterdir()} == run_files | figure_files | {
+        "my_images"}
+    assert {p.name for p in (project / "output" / "my_images").iterdir()} == run_files | {
+        "summary.png", "costs.png"}
+    for name in figure_files:
+        with Image.open(project / "output" / name) as figure:
+            assert figure.format == "PNG" and 400 <= figure.width <= 2000, name
     figures = [output for cell in notebook.cells if cell.cell_type == "code"
                for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
-    assert len(figures) >= 3  # the two inputs, the noisy start, the result
+    assert len(figures) == 7  # inputs, noisy start, summary, costs, contact sheet, section 5: two
     assert {name: listing(ROOT / name) for name in untouched} == untouched
 
 

@@ -1,0 +1,183 @@
+"""load_image for any picture, the ✓/✗ verdict, and the pictures of a run (summary, costs,
+contact sheet)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_utils import (check_value, load_image, plot_costs, plot_iterations, plot_summary,
+                       record_costs, reshape_and_normalize_image)
+
+RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
+
+
+def near(pixel, colour, tolerance=40):
+    return np.abs(np.asarray(pixel, int) - colour).max() <= tolerance
+
+
+def three_bands(width, height, horizontal=True):
+    """Red | green | blue bands a third of the width (or height) each."""
+    picture = Image.new("RGB", (width, height))
+    for i, colour in enumerate((RED, GREEN, BLUE)):
+        box = ((i * width // 3, 0, (i + 1) * width // 3, height) if horizontal
+               else (0, i * height // 3, width, (i + 1) * height // 3))
+        picture.paste(colour, box)
+    return picture
+
+
+@pytest.mark.parametrize("name, make", [
+    ("photo.jpg", lambda: three_bands(1200, 900)),
+    ("photo.png", lambda: three_bands(640, 480)),
+    ("photo.bmp", lambda: three_bands(401, 301)),
+    ("photo.webp", lambda: three_bands(800, 600)),
+    ("photo.gif", lambda: three_bands(400, 300).convert("P")),
+    ("small.png", lambda: three_bands(40, 32)),
+])
+def test_any_format_and_size_becomes_400x300_rgb_uint8(tmp_path, name, make):
+    make().save(tmp_path / name)
+    image = load_image(str(tmp_path / name))
+    assert image.shape == (300, 400, 3) and image.dtype == np.uint8
+    assert near(image[150, 20], RED) and near(image[150, 200], GREEN) and near(image[150, 380], BLUE)
+
+
+def test_wide_picture_is_centre_cropped_not_squashed(tmp_path):
+    # 3000x600 scales to 1500x300 (green: columns 500-1000); the middle 400 are 550-950
+    three_bands(3000, 600).save(tmp_path / "wide.png")
+    image = load_image(str(tmp_path / "wide.png"))
+    assert all(near(image[row, col], GREEN) for row in (0, 150, 299) for col in (0, 200, 399))
+
+
+def test_tall_picture_is_centre_cropped_not_squashed(tmp_path):
+    # 400x1800 keeps its scale (green: rows 600-1200); the middle 300 rows are 750-1050
+    three_bands(400, 1800, horizontal=False).save(tmp_path / "tall.png")
+    image = load_image(str(tmp_path / "tall.png"))
+    assert all(near(image[row, col], GREEN) for row in (0, 150, 299) for col in (0, 399))
+
+
+def test_greyscale_picture_becomes_three_equal_channels(tmp_path):
+    Image.new("L", (400, 300), 77).save(tmp_path / "grey.png")
+    image = load_image(str(tmp_path / "grey.png"))
+    assert (image == 77).all()
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits(tmp_path):
+    pixels = np.tile(np.linspace(0, 65535, 400).astype(np.uint16), (300, 1))
+    Image.fromarray(pixels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image = load_image(str(tmp_path / "deep.png"))
+    assert image[150, 0, 0] <= 2 and image[150, 399, 0] >= 250 and image[150, 200, 0] in range(120, 136)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    picture = Image.new("RGBA", (400, 300), (0, 0, 255, 255))
+    picture.paste((0, 0, 0, 0), (0, 0, 200, 300))  # left half fully transparent
+    picture.save(tmp_path / "logo.png")
+    image = load_image(str(tmp_path / "logo.png"))
+    assert near(image[150, 50], (255, 255, 255), 2) and near(image[150, 350], (0, 0, 255), 2)
+
+
+def test_palette_transparency_becomes_white(tmp_path):
+    picture = Image.new("P", (400, 300), 1)
+    picture.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    picture.paste(0, (0, 0, 200, 300))
+    picture.save(tmp_path / "sticker.gif", transparency=0)
+    image = load_image(str(tmp_path / "sticker.gif"))
+    assert near(image[150, 50], (255, 255, 255), 2) and near(image[150, 350], (200, 30, 30), 2)
+
+
+def test_exif_rotation_of_phone_photos_is_honoured(tmp_path):
+    # stored landscape, red on top and blue below; orientation 6 = show it turned 90° clockwise,
+    # so the picture as seen is portrait with blue on the left and red on the right
+    stored = Image.new("RGB", (400, 300), RED)
+    stored.paste(BLUE, (0, 150, 400, 300))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", exif=exif)
+    image = load_image(str(tmp_path / "phone.jpg"))
+    assert near(image[150, 20], BLUE) and near(image[150, 380], RED)
+
+
+def test_other_target_sizes(tmp_path):
+    three_bands(640, 480).save(tmp_path / "photo.png")
+    assert load_image(str(tmp_path / "photo.png"), width=64, height=48).shape == (48, 64, 3)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No image file at '.*holiday.jpg'"):
+        load_image(str(tmp_path / "holiday.jpg"))
+
+
+def test_file_that_is_not_an_image_is_named(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    with pytest.raises(ValueError, match="'.*notes.jpg' is not an image that can be read"):
+        load_image(str(tmp_path / "notes.jpg"))
+
+
+def test_tiny_image_is_refused_with_its_size(tmp_path):
+    Image.new("RGB", (20, 100)).save(tmp_path / "icon.png")
+    with pytest.raises(ValueError, match="'.*icon.png' is only 20x100 pixels"):
+        load_image(str(tmp_path / "icon.png"))
+
+
+def test_wrongly_sized_array_points_to_load_image():
+    with pytest.raises(ValueError, match=r"load_image\(path\)"):
+        reshape_and_normalize_image(np.zeros((480, 640, 3), np.uint8))
+
+
+# ----- the verdict printed by the Expected Output cells -----
+
+@pytest.mark.parametrize("value, expected, rtol", [
+    (6.7655926, 6.76559, 1e-5), (np.float32(9.190278), 9.19028, 1e-5),
+    (35.34667875478276, 35.34667875478276, 1e-12),
+    (np.array([[6.4223056, -4.429122], [-4.429122, 19.465837]]),
+     [[6.42230511, -4.42912197], [-4.42912197, 19.46583748]], 1e-5)])
+def test_verdict_ticks_the_reference_values(capsys, value, expected, rtol):
+    assert check_value("x", value, expected, rtol)
+    assert capsys.readouterr().out == "\u2713 x matches the Expected Output\n"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (7.64102, 6.76559), (np.zeros((2, 2)), [[1.0, 0.0], [0.0, 1.0]]), (np.zeros(3), [0.0, 0.0])])
+def test_verdict_crosses_a_wrong_value(capsys, value, expected):
+    assert not check_value("J_content", value, expected)
+    out = capsys.readouterr().out
+    assert out.startswith("\u2717 J_content does not match the Expected Output") and out.count("\n") == 1
+
+
+# ----- pictures of the run -----
+
+REPORTS = "".join(f"Iteration {i} :\ntotal cost = {1e6 / (i + 1)}\ncontent cost = {10.0 + i}\n"
+                  f"style cost = {2e4 / (i + 1)}\n" for i in range(0, 200, 20))
+
+
+def test_record_costs_keeps_the_printout_and_parses_every_report(capsys):
+    with record_costs() as costs:
+        print(REPORTS, end="")
+    assert capsys.readouterr().out == REPORTS
+    assert [c[0] for c in costs] == list(range(0, 200, 20))
+    assert costs[1] == (20, 1e6 / 21, 30.0, 2e4 / 21)
+
+
+def png_size(path):
+    with Image.open(path) as picture:
+        assert picture.format == "PNG"
+        return picture.size
+
+
+def test_figures_are_saved_as_png_of_sensible_size(tmp_path):
+    with record_costs() as costs:
+        print(REPORTS, end="")
+    picture = np.random.default_rng(0).integers(0, 256, (300, 400, 3)).astype(np.uint8)
+    plot_summary(reshape_and_normalize_image(picture), picture, picture, folder=str(tmp_path))
+    plot_costs(costs, folder=str(tmp_path))
+    for i in range(0, 200, 20):
+        Image.fromarray(picture).save(tmp_path / f"{i}.png")
+    plot_iterations(folder=str(tmp_path))
+    for name, (min_width, min_height) in {"summary.png": (900, 200), "costs.png": (400, 250),
+                                          "iterations.png": (900, 350)}.items():
+        width, height = png_size(tmp_path / name)
+        assert min_width <= width <= 2000 and min_height <= height <= 1500, (name, width, height)
+
+
+def test_cost_plot_without_costs_says_how_to_record_them(tmp_path):
+    with pytest.raises(ValueError, match="record_costs"):
+        plot_costs([], folder=str(tmp_path))
