@@ -1,0 +1,234 @@
+"""Benchmark the notebook's style-transfer loop against a TF2 peer and the machine's matmul peak.
+
+    python benchmarks/bench_nst.py [--quick] [--json results.json] [--iterations 12]
+
+Writes a VGG-19 of random weights at full width in MatConvNet's layout (timing does not depend
+on the values), builds section 4's graph with the graded functions taken from the notebook, and
+times one model_nn iteration (sess.run(train_step), then reading model['input']). In a second
+process, the same optimisation written the TF2 way (tf.function + GradientTape + Keras Adam)
+runs on the same weights and images. Both report the median seconds per iteration after two
+warm-up iterations, and their peak resident memory.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
+                ("conv5_1", 0.2)]
+CONTENT_LAYER = "conv4_2"
+WARM_UP = 2
+
+
+def peak_rss_mb():
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited on fork)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def iteration_gflop(height, width, widths):
+    """FLOPs of one iteration: the convs up to conv5_1 forward, and as much again backward (the
+    gradient with respect to each conv's input; the weights are constants)."""
+    from nst_utils import VGG19_BLOCKS
+
+    forward, channels = 0, 3
+    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            forward += 2 * height * width * 9 * channels * widths[block - 1]
+            channels = widths[block - 1]
+            if (block, i) == (5, 1):
+                return 2 * forward / 1e9
+        height, width = -(-height // 2), -(-width // 2)
+
+
+def images(height, width):
+    """The course's content and style images at height x width, normalised; sets CONFIG's size."""
+    from nst_utils import CONFIG, load_image, reshape_and_normalize_image
+
+    CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH = height, width
+    return [reshape_and_normalize_image(load_image(str(ROOT / path), width, height))
+            for path in (CONFIG.CONTENT_IMAGE, CONFIG.STYLE_IMAGE)]
+
+
+def median_step_seconds(step, iterations):
+    times = []
+    for _ in range(WARM_UP + iterations):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[WARM_UP:])
+
+
+def matmul_peak_gflops(size=4096, repeats=5):
+    """float32 matmul GFLOP/s of this machine, best of `repeats`, measured in TF and in NumPy's
+    BLAS (on some CPUs TF's own matmul reaches only half of what the cores can do)."""
+    from nst_utils import tf
+
+    flop = 2 * size ** 3
+    with tf.Graph().as_default(), tf.Session() as sess:
+        a = tf.Variable(tf.random_normal([size, size]))
+        b = tf.Variable(tf.random_normal([size, size]))
+        product = tf.reduce_sum(tf.matmul(a, b))
+        sess.run(tf.global_variables_initializer())
+        sess.run(product)
+        tf_seconds = min(timed(lambda: sess.run(product)) for _ in range(repeats))
+    a, b = (np.random.default_rng(i).random((size, size), dtype=np.float32) for i in (1, 2))
+    a @ b
+    numpy_seconds = min(timed(lambda: a @ b) for _ in range(repeats))
+    return {"tensorflow": flop / tf_seconds / 1e9, "numpy": flop / numpy_seconds / 1e9}
+
+
+def timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def tf1_loop(weights_path, height, width, iterations, notebook):
+    """Section 4 of the notebook (graded functions from `notebook`), timed per iteration."""
+    from notebook_grading import GradedNotebook
+    from nst_utils import generate_noise_image, load_vgg_model, tf
+
+    graded = GradedNotebook(notebook)
+    if graded.problems:
+        sys.exit(f"the notebook's graded functions cannot be used: {graded.problems}")
+    content_cost, layer_style_cost, total_cost = (
+        graded.functions[name] for name in ("compute_content_cost", "compute_layer_style_cost",
+                                            "total_cost"))
+    content_image, style_image = images(height, width)
+    tf.reset_default_graph()
+    sess = tf.InteractiveSession()
+    model = load_vgg_model(str(weights_path))
+    sess.run(model["input"].assign(content_image))
+    J_content = content_cost(sess.run(model[CONTENT_LAYER]), model[CONTENT_LAYER])
+    sess.run(model["input"].assign(style_image))
+    J_style = sum(coeff * layer_style_cost(sess.run(model[layer]), model[layer])
+                  for layer, coeff in STYLE_LAYERS)
+    J = total_cost(J_content, J_style, alpha=10, beta=40)
+    train_step = tf.train.AdamOptimizer(2.0).minimize(J)
+    sess.run(tf.global_variables_initializer())
+    np.random.seed(1)
+    sess.run(model["input"].assign(generate_noise_image(content_image)))
+
+    def iteration():
+        sess.run(train_step)
+        sess.run(model["input"])
+    seconds = median_step_seconds(iteration, iterations)
+    sess.close()
+    return seconds
+
+
+def tf2_peer(weights_path, height, width, iterations):
+    """The same optimisation written as a TF2 tutorial would: eager, tf.function, GradientTape,
+    Keras Adam. Runs in its own process (nst_utils switches TF2 behaviour off)."""
+    import tensorflow as tf
+
+    from nst_utils import VGG19_BLOCKS, generate_noise_image, read_vgg19_weights
+
+    tf.compat.v1.enable_v2_behavior()
+    weights = {name: (tf.constant(k), tf.constant(b))
+               for name, (k, b) in read_vgg19_weights(str(weights_path)).items()}
+    layers = [CONTENT_LAYER] + [layer for layer, _ in STYLE_LAYERS]
+
+    def features(image):
+        out, x = {}, image
+        for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+            for i in range(1, n_convs + 1):
+                kernel, bias = weights[f"conv{block}_{i}"]
+                x = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
+                out[f"conv{block}_{i}"] = x
+                if f"conv{block}_{i}" == "conv5_1":
+                    return [out[name] for name in layers]
+            x = tf.nn.avg_pool2d(x, 2, 2, "SAME")
+
+    def gram(a):
+        a = tf.reshape(a, [-1, a.shape[-1]])
+        return tf.matmul(a, a, transpose_a=True)
+
+    content_image, style_image = (tf.constant(i, tf.float32) for i in images(height, width))
+    a_C = features(content_image)[0]
+    style_targets = [(gram(a), a.shape) for a in features(style_image)[1:]]
+    np.random.seed(1)
+    image = tf.Variable(generate_noise_image(content_image.numpy()).astype(np.float32))
+    optimizer = tf.keras.optimizers.Adam(learning_rate=2.0)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            activations = features(image)
+            J_content = tf.reduce_sum(tf.square(a_C - activations[0])) / (4 * np.prod(a_C.shape))
+            J_style = 0.0
+            for (GS, shape), a_G, (_, coeff) in zip(style_targets, activations[1:], STYLE_LAYERS):
+                n_H, n_W, n_C = shape[1:]
+                J_style += coeff * tf.reduce_sum(tf.square(GS - gram(a_G))) / (
+                    4 * n_C ** 2 * (n_H * n_W) ** 2)
+            J = 10 * J_content + 40 * J_style
+        optimizer.apply_gradients([(tape.gradient(J, image), image)])
+
+    return median_step_seconds(lambda: (step(), image.numpy()), iterations)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 150x200 images, a quarter of VGG-19's widths")
+    parser.add_argument("--iterations", type=int, default=12, help="timed iterations (>= 10)")
+    parser.add_argument("--notebook", default=str(ROOT / "nst_assignment.ipynb"))
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--peer", nargs=3, metavar=("WEIGHTS", "HEIGHT", "WIDTH"),
+                        help=argparse.SUPPRESS)  # internal: run the TF2 peer, print JSON
+    args = parser.parse_args(argv)
+    if args.iterations < (1 if args.quick or args.peer else 10):
+        parser.error("--iterations: at least 10 timed iterations (at least 1 with --quick)")
+
+    if args.peer:
+        weights, height, width = args.peer[0], int(args.peer[1]), int(args.peer[2])
+        seconds = tf2_peer(weights, height, width, args.iterations)
+        print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+        return
+
+    from mat_fixture import scaled_widths, write_vgg19_mat
+
+    scale, (height, width) = (0.25, (150, 200)) if args.quick else (1.0, (300, 400))
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
+        tf1_seconds = tf1_loop(weights, height, width, args.iterations, args.notebook)
+        peer = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations),
+                               "--peer", str(weights), str(height), str(width)],
+                              capture_output=True, text=True)
+        if peer.returncode:
+            sys.exit(f"the TF2 peer failed:\n{peer.stderr[-2000:]}")
+        peer = json.loads(peer.stdout.strip().splitlines()[-1])
+    peaks = matmul_peak_gflops()
+    peak_gflops = max(peaks.values())
+    gflop = iteration_gflop(height, width, scaled_widths(scale))
+    results = {
+        "size": f"{width}x{height}", "vgg_width_scale": scale, "timed_iterations": args.iterations,
+        "tf1_seconds_per_iteration": tf1_seconds, "tf2_peer_seconds_per_iteration": peer["seconds"],
+        "ratio_tf1_to_peer": tf1_seconds / peer["seconds"], "gflop_per_iteration": gflop,
+        "tf1_gflops": gflop / tf1_seconds, "matmul_peak_gflops": peak_gflops,
+        "matmul_gflops_tensorflow": peaks["tensorflow"], "matmul_gflops_numpy": peaks["numpy"],
+        "fraction_of_peak": gflop / tf1_seconds / peak_gflops,
+        "tf1_peak_rss_mb": peak_rss_mb(), "peer_peak_rss_mb": peer["peak_rss_mb"],
+    }
+    print(f"{results['size']}: TF1 loop {tf1_seconds:.3f} s/iteration, TF2 peer "
+          f"{peer['seconds']:.3f} s (ratio {results['ratio_tf1_to_peer']:.2f}); "
+          f"{gflop:.0f} GFLOP/iteration = {results['tf1_gflops']:.0f} GFLOP/s, "
+          f"{100 * results['fraction_of_peak']:.0f}% of the {peak_gflops:.0f} GFLOP/s matmul peak; "
+          f"peak RSS {results['tf1_peak_rss_mb']:.0f} MB (peer {peer['peak_rss_mb']:.0f} MB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
