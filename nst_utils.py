@@ -267,9 +267,14 @@ def _as_picture(image):
     return deprocess_image(image) if np.ndim(image) == 4 else np.asarray(image, dtype=np.uint8)
 
 
+def _output_folder(folder):
+    """`folder`, or CONFIG.OUTPUT_DIR as it is now when None."""
+    return CONFIG.OUTPUT_DIR if folder is None else folder
+
+
 def _save(figure, folder, name):
-    """Save `figure` as folder/name (folder None: CONFIG.OUTPUT_DIR as it is now) and return it."""
-    folder = CONFIG.OUTPUT_DIR if folder is None else folder
+    """Save `figure` as name in `folder` (None: the output folder) and return it."""
+    folder = _output_folder(folder)
     os.makedirs(folder, exist_ok=True)
     figure.savefig(os.path.join(folder, name), dpi=100, bbox_inches="tight")
     return figure
@@ -314,8 +319,7 @@ def plot_iterations(folder=None):
     20.png, ...); saved there as iterations.png."""
     import matplotlib.pyplot as plt
 
-    folder = CONFIG.OUTPUT_DIR if folder is None else folder
-
+    folder = _output_folder(folder)
     saved = sorted((int(name[:-4]), name) for name in os.listdir(folder)
                    if re.fullmatch(r"\d+\.png", name))
     if not saved:

@@ -61,11 +61,7 @@ def images(height, width):
 
 
 def median_step_seconds(step, iterations):
-    times = []
-    for _ in range(WARM_UP + iterations):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    times = [timed(step) for _ in range(WARM_UP + iterations)]
     return statistics.median(times[WARM_UP:])
 
 

@@ -13,35 +13,16 @@ import pytest
 from conftest import ROOT
 from notebook_grading import GradingProblem
 from nst_utils import CONFIG, generate_noise_image, load_vgg_model, reshape_and_normalize_image, tf
+from references import (GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL, np_content_cost,
+                        np_layer_style_cost, run_test_cell)
 
 pytestmark = pytest.mark.graded
 
-GA_REFERENCE = [[6.42230511, -4.42912197, -2.09668207],
-                [-4.42912197, 19.46583748, 19.56387138],
-                [-2.09668207, 19.56387138, 20.6864624]]
 OTHER_SHAPES = [(1, 5, 7, 4), (1, 3, 9, 2), (1, 6, 2, 5), (1, 1, 1, 1)]
 
 
 def shape_id(shape):
     return "x".join(map(str, shape))
-
-
-# ----- NumPy references (SPEC section 3) -----
-
-def np_content_cost(a_C, a_G):
-    _, n_H, n_W, n_C = a_G.shape
-    return np.sum((a_C.astype(np.float64) - a_G) ** 2) / (4 * n_H * n_W * n_C)
-
-
-def np_unroll(a):
-    """(1, n_H, n_W, n_C) -> (n_C, n_H*n_W): reshape to (n_H*n_W, n_C), then transpose."""
-    return a.reshape(-1, a.shape[-1]).T.astype(np.float64)
-
-
-def np_layer_style_cost(a_S, a_G):
-    _, n_H, n_W, n_C = a_G.shape
-    GS, GG = np_unroll(a_S) @ np_unroll(a_S).T, np_unroll(a_G) @ np_unroll(a_G).T
-    return np.sum((GS - GG) ** 2) / (4 * n_C ** 2 * (n_H * n_W) ** 2)
 
 
 def evaluate(tensor):
@@ -58,14 +39,8 @@ def random_activations(shape, seed):
 
 def test_compute_content_cost_gives_reference_value(graded):
     compute_content_cost = graded("compute_content_cost")
-    tf.reset_default_graph()
-    with tf.Session():
-        tf.set_random_seed(1)
-        a_C = tf.random_normal([1, 4, 4, 3], mean=1, stddev=4)
-        a_G = tf.random_normal([1, 4, 4, 3], mean=1, stddev=4)
-        J_content = compute_content_cost(a_C, a_G)
-        value = J_content.eval()
-    np.testing.assert_allclose(value, 6.76559, rtol=1e-5)
+    value = run_test_cell([[1, 4, 4, 3], [1, 4, 4, 3]], compute_content_cost)  # a_C, a_G
+    np.testing.assert_allclose(value, J_CONTENT, rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", OTHER_SHAPES, ids=shape_id)
@@ -82,13 +57,8 @@ def test_compute_content_cost_matches_numpy_on_other_shapes(graded, shape):
 
 def test_gram_matrix_gives_reference_value(graded):
     gram_matrix = graded("gram_matrix")
-    tf.reset_default_graph()
-    with tf.Session():
-        tf.set_random_seed(1)
-        A = tf.random_normal([3, 2 * 1], mean=1, stddev=4)
-        GA = gram_matrix(A)
-        value = GA.eval()
-    np.testing.assert_allclose(value, GA_REFERENCE, rtol=1e-5)
+    value = run_test_cell([[3, 2 * 1]], gram_matrix)  # A
+    np.testing.assert_allclose(value, GA, rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(4, 6), (2, 10), (5, 1), (1, 3)], ids=shape_id)
@@ -105,14 +75,8 @@ def test_gram_matrix_matches_numpy_on_other_shapes(graded, shape):
 
 def test_compute_layer_style_cost_gives_reference_value(graded):
     compute_layer_style_cost = graded("compute_layer_style_cost")
-    tf.reset_default_graph()
-    with tf.Session():
-        tf.set_random_seed(1)
-        a_S = tf.random_normal([1, 4, 4, 3], mean=1, stddev=4)
-        a_G = tf.random_normal([1, 4, 4, 3], mean=1, stddev=4)
-        J_style_layer = compute_layer_style_cost(a_S, a_G)
-        value = J_style_layer.eval()
-    np.testing.assert_allclose(value, 9.19028, rtol=1e-5)
+    value = run_test_cell([[1, 4, 4, 3], [1, 4, 4, 3]], compute_layer_style_cost)  # a_S, a_G
+    np.testing.assert_allclose(value, J_STYLE_LAYER, rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", OTHER_SHAPES, ids=shape_id)
@@ -132,7 +96,7 @@ def test_total_cost_gives_reference_value(graded):
     np.random.seed(3)
     J_content = np.random.randn()
     J_style = np.random.randn()
-    np.testing.assert_allclose(total_cost(J_content, J_style), 35.34667875478276, rtol=1e-12)
+    np.testing.assert_allclose(total_cost(J_content, J_style), J_TOTAL, rtol=1e-12)
 
 
 @pytest.mark.parametrize("J_content, J_style, weights, expected", [

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import ROOT
 from mat_fixture import write_vgg19_mat
-from test_graded_functions import GA_REFERENCE
+from references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
 
 NUMBER = r"(-?[\d.]+(?:e[+-]?\d+)?)"
 
@@ -52,15 +52,14 @@ def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook
         pytest.fail(f"a notebook cell raised an error:\n{error}", pytrace=False)
 
     text = printed_text(notebook)
-    np.testing.assert_allclose(float(re.search(r"J_content = " + NUMBER, text)[1]), 6.76559,
+    np.testing.assert_allclose(float(re.search(r"J_content = " + NUMBER, text)[1]), J_CONTENT,
                                rtol=1e-5)
-    np.testing.assert_allclose(float(re.search(r"J_style_layer = " + NUMBER, text)[1]), 9.19028,
-                               rtol=1e-5)
-    np.testing.assert_allclose(float(re.search(r"\bJ = " + NUMBER, text)[1]), 35.34667875478276,
-                               rtol=1e-12)
+    np.testing.assert_allclose(float(re.search(r"J_style_layer = " + NUMBER, text)[1]),
+                               J_STYLE_LAYER, rtol=1e-5)
+    np.testing.assert_allclose(float(re.search(r"\bJ = " + NUMBER, text)[1]), J_TOTAL, rtol=1e-12)
     ga_text = re.search(r"GA = (\[\[.*?\]\])", text, re.DOTALL)[1]
     np.testing.assert_allclose(np.array(re.findall(NUMBER, ga_text), float).reshape(3, 3),
-                               GA_REFERENCE, rtol=1e-5)
+                               GA, rtol=1e-5)
     assert text.count("\u2713") == 4 and "\u2717" not in text  # the four verdicts: all ticks
     # section 4 with the course pair, then section 5 with "your own" pair
     assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)] * 2

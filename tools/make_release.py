@@ -13,6 +13,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from notebook_grading import cell_source  # noqa: E402
+
 START, END = "### START CODE HERE ###", "### END CODE HERE ###"
 
 
@@ -62,8 +65,7 @@ def make_release(notebook):
     for cell in notebook["cells"]:
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        cell["source"] = release_source(source)
+        cell["source"] = release_source(cell_source(cell))
         cell["outputs"], cell["execution_count"] = [], None
     return notebook
 

@@ -1,0 +1,39 @@
+"""SPEC section 4's reference values, the recipe of the notebook's test cells, and NumPy
+references for the cost formulas of SPEC section 3."""
+import numpy as np
+
+from nst_utils import tf
+
+J_CONTENT = 6.76559
+GA = np.array([[6.42230511, -4.42912197, -2.09668207],
+               [-4.42912197, 19.46583748, 19.56387138],
+               [-2.09668207, 19.56387138, 20.6864624]])
+J_STYLE_LAYER = 9.19028
+J_TOTAL = 35.34667875478276  # total_cost after np.random.seed(3), two np.random.randn() draws
+
+
+def run_test_cell(shapes, function=None):
+    """A notebook test cell: in a fresh graph and Session with tf.set_random_seed(1), one
+    tf.random_normal(shape, mean=1, stddev=4) per shape, in order; returns function(*those)
+    evaluated, or the draws themselves when no function is given."""
+    tf.reset_default_graph()
+    with tf.Session() as sess:
+        tf.set_random_seed(1)
+        draws = [tf.random_normal(shape, mean=1, stddev=4) for shape in shapes]
+        return sess.run(draws if function is None else function(*draws))
+
+
+def np_content_cost(a_C, a_G):
+    _, n_H, n_W, n_C = a_G.shape
+    return np.sum((a_C.astype(np.float64) - a_G) ** 2) / (4 * n_H * n_W * n_C)
+
+
+def np_unroll(a):
+    """(1, n_H, n_W, n_C) -> (n_C, n_H*n_W): reshape to (n_H*n_W, n_C), then transpose."""
+    return a.reshape(-1, a.shape[-1]).T.astype(np.float64)
+
+
+def np_layer_style_cost(a_S, a_G):
+    _, n_H, n_W, n_C = a_G.shape
+    GS, GG = np_unroll(a_S) @ np_unroll(a_S).T, np_unroll(a_G) @ np_unroll(a_G).T
+    return np.sum((GS - GG) ** 2) / (4 * n_C ** 2 * (n_H * n_W) ** 2)
