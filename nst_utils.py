@@ -187,10 +187,13 @@ def reshape_and_normalize_image(image):
     return image[np.newaxis] - CONFIG.MEANS
 
 
-def load_image(path, width=CONFIG.IMAGE_WIDTH, height=CONFIG.IMAGE_HEIGHT):
+def load_image(path, width=None, height=None):
     """Any picture Pillow reads -> (height, width, 3) uint8 RGB, scaled and centre-cropped to fill
-    width x height without distortion. Honours EXIF rotation; transparency becomes white."""
+    width x height (default: CONFIG's size as it is now) without distortion. Honours EXIF
+    rotation; transparency becomes white."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    width, height = width or CONFIG.IMAGE_WIDTH, height or CONFIG.IMAGE_HEIGHT
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No image file at '{path}'. Check the path (it is relative to "

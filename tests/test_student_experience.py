@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_utils import (check_value, load_image, plot_costs, plot_iterations, plot_summary,
+from nst_utils import (CONFIG, check_value, load_image, plot_costs, plot_iterations, plot_summary,
                        record_costs, reshape_and_normalize_image)
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
@@ -99,6 +99,17 @@ def test_exif_rotation_of_phone_photos_is_honoured(tmp_path):
 def test_other_target_sizes(tmp_path):
     three_bands(640, 480).save(tmp_path / "photo.png")
     assert load_image(str(tmp_path / "photo.png"), width=64, height=48).shape == (48, 64, 3)
+
+
+def test_default_size_follows_config_changed_after_import(tmp_path, monkeypatch):
+    """A student who sets CONFIG.IMAGE_WIDTH/HEIGHT (say, for a faster run) gets pictures that
+    reshape_and_normalize_image accepts."""
+    three_bands(640, 480).save(tmp_path / "photo.png")
+    monkeypatch.setattr(CONFIG, "IMAGE_WIDTH", 200)
+    monkeypatch.setattr(CONFIG, "IMAGE_HEIGHT", 150)
+    image = load_image(str(tmp_path / "photo.png"))
+    assert image.shape == (150, 200, 3)
+    assert reshape_and_normalize_image(image).shape == (1, 150, 200, 3)
 
 
 def test_missing_file_is_named(tmp_path):
