@@ -1,4 +1,5 @@
 """Shared fixtures and the graders' options. Run from the project root: `python -m pytest`."""
+import secrets
 import sys
 from pathlib import Path
 
@@ -7,11 +8,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mat_fixture import write_vgg19_mat  # noqa: E402  (needs ROOT on sys.path)
-from notebook_grading import (GRADED_FUNCTIONS, GradedNotebook, GradingProblem,  # noqa: E402
-                              graded_function_of)
+from grading.checks import grade_notebook  # noqa: E402  (needs ROOT on sys.path)
+from grading.gradebook import graded_function_of  # noqa: E402
+from grading.mat_fixture import write_vgg19_mat  # noqa: E402
+from grading.notebook import GRADED_FUNCTIONS  # noqa: E402
 
-GRADE_REPORTS = {}  # graded function -> {test name: None if passed, else the first reason}
+GRADE_REPORTS = {}  # graded function -> {test id: None if passed, else the first reason}
 
 
 def pytest_addoption(parser):
@@ -19,11 +21,20 @@ def pytest_addoption(parser):
                      help="the notebook whose graded functions are tested (default: ours)")
     parser.addoption("--time-limit", type=float, default=60,
                      help="seconds one graded cell or one call of a graded function may take")
+    parser.addoption("--memory-limit", type=int, default=4096,
+                     help="MB of memory one graded function's worker may use")
+    parser.addoption("--seed", type=int, default=None,
+                     help="seed of the hidden inputs (default: a fresh one, shown in the summary)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "graded: checks one graded function of --notebook")
     config.addinivalue_line("markers", "slow: runs a whole notebook (about half a minute)")
+    seed = config.getoption("--seed")
+    config.stash[SEED] = secrets.randbelow(2 ** 31) if seed is None else seed
+
+
+SEED = pytest.StashKey[int]()
 
 
 @pytest.fixture(scope="session")
@@ -32,23 +43,12 @@ def notebook_path(request):
 
 
 @pytest.fixture(scope="session")
-def graded_notebook(request, notebook_path):
-    return GradedNotebook(notebook_path, request.config.getoption("--time-limit"))
-
-
-@pytest.fixture
-def graded(graded_notebook):
-    """graded(name) -> the notebook's function; any problem with it fails the test, saying why."""
-    def get(name):
-        def call(*args, **kwargs):
-            try:
-                return graded_notebook.call(name, *args, **kwargs)
-            except GradingProblem as problem:
-                pytest.fail(str(problem), pytrace=False)
-        if name in graded_notebook.problems:
-            pytest.fail(f"{name}: {graded_notebook.problems[name]}", pytrace=False)
-        return call
-    return get
+def grades(request, notebook_path, record_testsuite_property):
+    """Every check of every graded function of --notebook, decided once per run (see grading/)."""
+    seed = request.config.stash[SEED]
+    record_testsuite_property("seed", seed)
+    return grade_notebook(notebook_path, seed, request.config.getoption("--time-limit"),
+                          request.config.getoption("--memory-limit"))
 
 
 @pytest.fixture(scope="session")
@@ -68,18 +68,18 @@ def failure_reason(report):
 def pytest_runtest_logreport(report):
     if "graded" not in report.keywords:
         return
-    test_name = report.nodeid.split("::")[-1]
-    function = graded_function_of(test_name)
+    test_id = report.nodeid.split("::")[-1]
+    function = graded_function_of(test_id)
     if function is None or report.skipped:
         return
     results = GRADE_REPORTS.setdefault(function, {})
-    if report.failed and results.get(test_name) is None:
-        results[test_name] = failure_reason(report)
+    if report.failed and results.get(test_id) is None:
+        results[test_id] = failure_reason(report)
     else:
-        results.setdefault(test_name, None)
+        results.setdefault(test_id, None)
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
     if not GRADE_REPORTS:
         return
     write = terminalreporter.write_line
@@ -96,3 +96,5 @@ def pytest_terminal_summary(terminalreporter):
             passing += 1
             write(f"PASS  {name}: {len(results)} checks")
     write(f"{passing}/{len(GRADE_REPORTS)} graded functions pass")
+    write(f"hidden inputs drawn from seed {config.stash[SEED]} (--seed {config.stash[SEED]} "
+          f"repeats them)")

@@ -11,7 +11,7 @@ import pytest
 
 import nst_utils
 from conftest import ROOT
-from mat_fixture import write_vgg19_mat
+from grading.mat_fixture import write_vgg19_mat
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from nbclient.exceptions import CellExecutionError
 from PIL import Image
 
 from conftest import ROOT
-from mat_fixture import write_vgg19_mat
-from references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
+from grading.mat_fixture import write_vgg19_mat
+from grading.references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
 
 NUMBER = r"(-?[\d.]+(?:e[+-]?\d+)?)"
 
