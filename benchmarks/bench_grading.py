@@ -1,6 +1,7 @@
 """How fast is grading? Seconds to grade our notebook with the README's command, and the
 throughput of grading a class with --jobs 2, for this checkout and a baseline revision side by
-side in one run (interleaved, so the machine's load falls on both alike).
+side in one run (our notebook: interleaved, so the machine's load falls on both alike; the class:
+one after the other).
 
     python benchmarks/bench_grading.py --baseline d761ba9 --json grading.json
 
@@ -20,9 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-CLASS = ["syntax_error", "exception_at_call", "returns_numpy_value", "wrong_signature",
-         "straight_reshape_without_transpose", "model_nn_forgets_to_assign_input",
-         "hard_coded_expected_output"]  # plus the solution twice and the release
+ATTACKS_IN_CLASS = ["patches_pytest_reports", "returns_object_that_lies", "exits_at_call",
+                    "forges_result_records", "hard_coded_table_of_public_inputs",
+                    "kills_the_grader"]
+TIME_LIMIT = "30"  # seconds per cell or call, for both graders
 
 
 def export(revision, folder):
@@ -52,20 +54,21 @@ def grade_class(project, submissions, gradebook):
     command = ([sys.executable, str(tool)] if tool.exists()
                else [sys.executable, "-m", "grading", "grade-all"])
     seconds, finished = timed([*command, str(submissions), "--jobs", "2", "--out",
-                               str(gradebook), "--time-limit", "60"], project)
+                               str(gradebook), "--time-limit", TIME_LIMIT], project)
     if finished.returncode != 0:
         sys.exit(f"grading the class in {project} failed:\n{finished.stderr[-2000:]}")
     return seconds
 
 
 def write_class(folder):
-    from submissions import BROKEN, make_release, with_graded_cell_replaced
+    """24 submissions: the solution twice, the release, every broken kind, six attacks."""
+    from submissions import ATTACKS, BROKEN, make_release, with_graded_cell_replaced
 
     for copy in ("solution", "solution_again"):
         shutil.copy(ROOT / "nst_assignment.ipynb", folder / f"{copy}.ipynb")
     make_release(folder / "release.ipynb")
-    for kind in CLASS:
-        function, source = BROKEN[kind]
+    for kind, (function, source) in [*BROKEN.items(),
+                                     *((name, ATTACKS[name]) for name in ATTACKS_IN_CLASS)]:
         with_graded_cell_replaced(function, source, folder / f"{kind}.ipynb")
     return len(list(folder.glob("*.ipynb")))
 

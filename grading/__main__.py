@@ -1,10 +1,24 @@
-"""Course tools for graders: `python -m grading release|grade-all ...` (see README.md)."""
+"""Course tools for graders: `python -m grading release|grade-all|gradescope ...` (README.md)."""
 import argparse
 import sys
 from pathlib import Path
 
 from grading.gradebook import GraderChanged, grade_all
+from grading.gradescope import write_bundle
+from grading.notebook import GRADED_FUNCTIONS
 from grading.release import write_release
+
+
+def points(text):
+    """'compute_content_cost=20,gram_matrix=10,...' -> {name: points}, every function once."""
+    try:
+        given = {name.strip(): float(value) for name, value in
+                 (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError("write points as name=number,name=number,...") from None
+    if set(given) != set(GRADED_FUNCTIONS):
+        raise argparse.ArgumentTypeError(f"give points for each of {', '.join(GRADED_FUNCTIONS)}")
+    return given
 
 
 def main(argv=None):
@@ -31,9 +45,23 @@ def main(argv=None):
                           help="seconds one whole submission may take")
     everyone.add_argument("--seed", type=int, default=None,
                           help="one seed of hidden inputs for all (default: fresh for each)")
+    bundle = commands.add_parser(
+        "gradescope", help="write Gradescope's autograder zip",
+        description="The zip for a Gradescope 'Zip file upload' autograder (see README.md).")
+    bundle.add_argument("zip", type=Path, help="where to write it, e.g. autograder.zip")
+    bundle.add_argument("--points", type=points, default=None,
+                        help="points per function (default: equal shares of 100)")
+    bundle.add_argument("--seconds", type=float, default=None,
+                        help="seconds one submission's grading may take in all (default 600)")
+    bundle.add_argument("--time-limit", type=float, default=None,
+                        help="seconds one graded cell or call may take (default 60)")
     args = parser.parse_args(argv)
 
-    if args.command == "release":
+    if args.command == "gradescope":
+        write_bundle(args.zip, points=args.points, seconds=args.seconds,
+                     time_limit=args.time_limit)
+        print(f"wrote {args.zip}: upload it as a Gradescope autograder (Zip file upload)")
+    elif args.command == "release":
         try:
             write_release(args.solution, args.release)
         except (OSError, ValueError) as problem:

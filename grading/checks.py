@@ -6,12 +6,14 @@ A check passes only if what the function computed matches: the public Expected O
 and a reference run of model_nn made here. `grade_notebook` is what pytest's graded tests, the
 gradebook and any other front end use.
 """
+import contextlib
 import os
 import re
 import shutil
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from grading.references import (GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL, np_conten
 from grading.sandbox import Sandbox, decode_array, encode_array
 
 HIDDEN_CASES = 4  # hidden inputs per function and kind of call
-MODEL_NN_SIZE = (300, 400)  # height, width of model_nn's hidden images
+MODEL_NN_SIZE = (60, 80)  # height, width of model_nn's hidden images (small: fast to grade)
 MAX_TEXT = 1 << 20
 
 
@@ -300,43 +302,69 @@ def check_names():
     return {name: list(plan.checks) for name, plan in plans.items()}
 
 
-def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096):
-    """Grades of the notebook at `path`: every check of every graded function."""
-    work = Path(tempfile.mkdtemp(prefix="nst-grading-"))
+class HiddenInputs:
+    """The plans for one seed, model_nn's fixture and reference run: made once, used for any
+    number of notebooks (a class graded with one seed). Use as a context manager."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.folder = Path(tempfile.mkdtemp(prefix="nst-hidden-"))
+        os.chmod(self.folder, 0o711)  # workers (another user, when we are root) read the fixture
+        self.plans, self.reference = make_plans(seed, self.folder)
+
+    def __enter__(self):
+        self.reference.start()  # runs while the workers do
+        return self
+
+    def __exit__(self, *exc):
+        if self.reference.is_alive():
+            self.reference.join()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=None,
+                   hidden=None, seconds=None):
+    """Grades of the notebook at `path`: every check of every graded function, in at most
+    `seconds` in all (None: no limit but each cell's and call's). Workers come from `sandbox`
+    (started, left open) and inputs from `hidden` (HiddenInputs for `seed`, left open), or from
+    ones made for this notebook."""
+    started = time.monotonic()
     try:
-        os.chmod(work, 0o711)  # workers (another user, when we are root) read the fixture here
-        plans, reference = make_plans(seed, work)
-        try:
-            cells = graded_cells(read_notebook(path))
-        except (OSError, ValueError) as error:
-            why = f"the notebook {path} could not be read: {error}"
-            return Grades(seed, {name: dict.fromkeys(plans[name].checks, why)
-                                 for name in GRADED_FUNCTIONS})
-        reference.start()  # runs while the workers do
-        outcomes = {}
-        with Sandbox(memory_limit_mb) as sandbox:
-            for name in GRADED_FUNCTIONS:
-                if name not in cells:
-                    outcomes[name] = (f"no code cell starts with '# GRADED FUNCTION: {name}' "
-                                      f"(keep that first line of the cell as it was given)")
-                    continue
-                scratch = sandbox.scratch(name)
-                task = {"function": name, "source": cells[name], "scratch": str(scratch),
-                        "time_limit": time_limit, "memory_limit_mb": memory_limit_mb,
-                        "calls": [{"id": call_id, "probe": probe, "arguments": {
-                            key: encode_array(value) if isinstance(value, np.ndarray) else value
-                            for key, value in arguments.items()}}
-                                  for call_id, (probe, arguments) in plans[name].calls.items()]}
-                records, ending = sandbox.run(task)
-                outcomes[name] = interpret(name, plans[name], records, ending, time_limit,
-                                           memory_limit_mb, scratch)
-        # every worker is gone: decide
-        return Grades(seed, {name: decide(name, plans[name], outcomes[name])
-                             for name in GRADED_FUNCTIONS})
-    finally:
-        if reference.is_alive():
-            reference.join()
-        shutil.rmtree(work, ignore_errors=True)
+        cells = graded_cells(read_notebook(path))
+    except (OSError, ValueError) as error:
+        why = f"the notebook {path} could not be read: {error}"
+        return Grades(seed, {name: dict.fromkeys(checks, why)
+                             for name, checks in check_names().items()})
+    with contextlib.ExitStack() as stack:
+        hidden = hidden or stack.enter_context(HiddenInputs(seed))
+        sandbox = sandbox or stack.enter_context(Sandbox(memory_limit_mb))
+        plans, outcomes = hidden.plans, {}
+        for name in GRADED_FUNCTIONS:
+            left = None if seconds is None else seconds - (time.monotonic() - started)
+            if name not in cells:
+                outcomes[name] = (f"no code cell starts with '# GRADED FUNCTION: {name}' "
+                                  f"(keep that first line of the cell as it was given)")
+                continue
+            if left is not None and left <= 0:
+                outcomes[name] = (f"not graded: the functions before it used up the {seconds:g} s "
+                                  f"this notebook's grading may take")
+                continue
+            scratch = sandbox.scratch(name)
+            task = {"function": name, "source": cells[name], "scratch": str(scratch),
+                    "time_limit": time_limit, "memory_limit_mb": memory_limit_mb,
+                    "calls": [{"id": call_id, "probe": probe, "arguments": {
+                        key: encode_array(value) if isinstance(value, np.ndarray) else value
+                        for key, value in arguments.items()}}
+                              for call_id, (probe, arguments) in plans[name].calls.items()]}
+            if left is not None:
+                task["seconds_left"] = left
+            records, ending = sandbox.run(task)
+            outcomes[name] = interpret(name, plans[name], records, ending, time_limit,
+                                       memory_limit_mb, scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+    # every worker this notebook had is gone: decide
+    return Grades(seed, {name: decide(name, plans[name], outcomes[name])
+                         for name in GRADED_FUNCTIONS})
 
 
 def decide(name, plan, outcome):

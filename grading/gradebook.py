@@ -2,43 +2,35 @@
 
     python -m grading grade-all SUBMISSIONS_DIR --jobs 2 --out grades.csv
 
-Each submission is graded by the graded tests, `python -m pytest tests -m graded --notebook FILE`,
-in a process of its own (its functions run in workers of their own, see grading/sandbox.py), read
-back from pytest's JUnit XML report. The gradebook is rewritten atomically as each submission
-finishes; submissions already in it are skipped unless --force. If a file of the grader changes
-during the run, grading stops: the rows written so far were graded by the files as they were.
+Each submission goes through the graded tests' checks (grading.checks), its functions in workers
+of their own (grading/sandbox.py): `--jobs` sandboxes side by side, each started once, and one
+set of hidden inputs for the run (its seed is in every row). The gradebook is rewritten
+atomically as each submission finishes; submissions already in it are skipped unless --force.
+If a file of the grader changes during the run, grading stops: the rows written so far were
+graded by the files as they were.
 """
 import concurrent.futures
 import csv
 import hashlib
 import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
+import queue
+import secrets
 import time
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from tqdm import tqdm
 
+from grading.checks import HiddenInputs, grade_notebook
 from grading.notebook import GRADED_FUNCTIONS
+from grading.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["file", *GRADED_FUNCTIONS, "score", "seconds", "seed", "first_error"]
-GRADED_TEST = re.compile(r"test_(\w+)\[(.+)\]")
 GRADER_FILES = ("nst_utils.py", "requirements.txt", "grading/*.py", "tests/*.py")
 
 
 class GraderChanged(Exception):
     """A file the grading depends on changed while submissions were being graded."""
-
-
-def graded_function_of(test_id):
-    """The graded function a test checks: graded tests are test_<function>[<check>]."""
-    match = GRADED_TEST.fullmatch(test_id)
-    return match[1] if match and match[1] in GRADED_FUNCTIONS else None
 
 
 def grader_fingerprint(root=ROOT):
@@ -47,50 +39,25 @@ def grader_fingerprint(root=ROOT):
             for pattern in GRADER_FILES for path in sorted(root.glob(pattern))}
 
 
-def read_junit(path):
-    """({graded function: first failure message or None}, seed) from a JUnit XML report."""
-    results, tree = {}, ElementTree.parse(path)
-    seeds = [p.get("value") for p in tree.iter("property") if p.get("name") == "seed"]
-    for case in tree.iter("testcase"):
-        function = graded_function_of(case.get("name", ""))
-        if function is None:
-            continue
-        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
-        message = None if problem is None else " ".join(
-            (problem.get("message") or problem.text or "failed").split())
-        if results.get(function) is None:
-            results[function] = message
-    return results, seeds[0] if seeds else ""
-
-
-def grade(notebook, root, options, timeout):
-    """One gradebook row for the notebook at `notebook`."""
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
-        report = Path(scratch) / "report.xml"
-        command = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_graded_functions.py"),
-                   "-m", "graded", "-q",
-                   "-p", "no:cacheprovider", f"--notebook={notebook}", *options,
-                   f"--junitxml={report}"]
-        with open(Path(scratch) / "log.txt", "w") as log:
-            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                code, stopped = process.wait(timeout), None
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                code, stopped = process.wait(), f"grading did not finish within {timeout:.0f} s"
-        results, seed = read_junit(report) if report.exists() and not stopped else ({}, "")
-        if not results:
-            reason = stopped or f"the grading process failed (exit code {code})"
-            results = {name: reason for name in GRADED_FUNCTIONS}
-    row = {"file": str(notebook.relative_to(root)), "seconds": f"{time.monotonic() - started:.1f}",
-           "seed": seed}
+def grade(notebook, root, sandboxes, hidden, options):
+    """One gradebook row for the notebook at `notebook`, with a sandbox from `sandboxes`."""
+    started, sandbox = time.monotonic(), sandboxes.get()
+    try:
+        results = grade_notebook(notebook, hidden.seed, sandbox=sandbox, hidden=hidden,
+                                 **options).results
+    except RuntimeError as error:  # the sandbox itself failed: this row only, and a new one
+        sandbox.close()
+        sandbox = Sandbox(options["memory_limit_mb"]).start()
+        results = {name: {"all": f"{name}: not graded ({error})"} for name in GRADED_FUNCTIONS}
+    finally:
+        sandboxes.put(sandbox)
+    row = {"file": str(notebook.relative_to(root)), "seed": hidden.seed,
+           "seconds": f"{time.monotonic() - started:.1f}"}
     for name in GRADED_FUNCTIONS:
-        passed = name in results and results[name] is None
-        row[name] = "pass" if passed else "fail"
-        if not passed and "first_error" not in row:
-            row["first_error"] = f"{name}: {results.get(name) or 'no test ran for it'}"
+        reasons = [reason for reason in results[name].values() if reason is not None]
+        row[name] = "fail" if reasons else "pass"
+        if reasons and "first_error" not in row:
+            row["first_error"] = f"{name}: {' '.join(reasons[0].split()).removeprefix(name + ': ')}"
     row["score"] = f"{sum(row[n] == 'pass' for n in GRADED_FUNCTIONS)}/{len(GRADED_FUNCTIONS)}"
     row.setdefault("first_error", "")
     return row
@@ -120,25 +87,35 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
     notebooks = sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     gradebook = read_gradebook(out)
     todo = [p for p in notebooks if force or str(p.relative_to(root)) not in gradebook]
+    jobs = max(1, min(jobs, len(todo)))
     print(f"{len(notebooks)} notebooks, {len(notebooks) - len(todo)} already graded, "
           f"{len(todo)} to grade with {jobs} jobs")
-    options = [f"--time-limit={time_limit}", f"--memory-limit={memory_limit}"]
-    options += [] if seed is None else [f"--seed={seed}"]
+    options = {"time_limit": time_limit, "memory_limit_mb": memory_limit, "seconds": timeout}
     fingerprint = grader_fingerprint()
-    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = [pool.submit(grade, p, root, options, timeout) for p in todo]
-        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                           unit="notebook"):  # rows arrive here, in this one thread
-            row, now = future.result(), grader_fingerprint()
-            if now != fingerprint:
-                pool.shutdown(cancel_futures=True)
-                changed = sorted(path for path in set(now) | set(fingerprint)
-                                 if now.get(path) != fingerprint.get(path))
-                raise GraderChanged(f"grader files changed during the run: {', '.join(changed)}. "
-                                    f"Grading stopped; the gradebook keeps the rows graded "
-                                    f"before. Restore the files (git status) and run again.")
-            gradebook[row["file"]] = row
-            write_gradebook(out, gradebook)
+    sandboxes = queue.Queue()
+    seed = secrets.randbelow(2 ** 31) if seed is None else seed
+    with HiddenInputs(seed) as hidden, concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for _ in range(jobs if todo else 0):
+            sandboxes.put(Sandbox(memory_limit).start())
+        try:
+            futures = [pool.submit(grade, p, root, sandboxes, hidden, options) for p in todo]
+            for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                               unit="notebook"):  # rows arrive here, in this one thread
+                row, now = future.result(), grader_fingerprint()
+                if now != fingerprint:
+                    pool.shutdown(cancel_futures=True)
+                    changed = sorted(path for path in set(now) | set(fingerprint)
+                                     if now.get(path) != fingerprint.get(path))
+                    raise GraderChanged(f"grader files changed during the run: "
+                                        f"{', '.join(changed)}. Grading stopped; the gradebook "
+                                        f"keeps the rows graded before. Restore the files (git "
+                                        f"status) and run again.")
+                gradebook[row["file"]] = row
+                write_gradebook(out, gradebook)
+        finally:
+            pool.shutdown(cancel_futures=True)
+            while not sandboxes.empty():
+                sandboxes.get().close()
     if not todo and not out.exists():
         write_gradebook(out, gradebook)
     print(f"gradebook: {out}")

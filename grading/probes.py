@@ -44,18 +44,19 @@ class Problem(Exception):
 
 
 def warm_up():
-    """In the zygote, before any fork: load what the probes use lazily (TF's optimisers and
-    kernels' Python wrappers, Pillow's PNG/JPEG writers), so workers need not import anything,
-    and build no Session (forking a process whose thread pools run is unsafe)."""
-    with tf.Graph().as_default():
-        x = tf.Variable(np.zeros((1, 4, 4, 3), np.float32))
-        y = tf.nn.avg_pool(tf.nn.relu(tf.nn.conv2d(x, tf.zeros((3, 3, 3, 2)), [1, 1, 1, 1],
-                                                   "SAME")), [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
-        tf.train.AdamOptimizer(2.0).minimize(tf.reduce_sum(tf.matmul(
-            tf.reshape(y, [-1, 2]), tf.transpose(tf.reshape(y, [-1, 2])))))
+    """In the zygote, before any fork: walk the probes' path once (a tiny VGG-19 through
+    section 4 and Adam, the pictures model_nn saves) so that everything TensorFlow and Pillow
+    load lazily is loaded and workers import nothing; build no Session (forking a process whose
+    thread pools run is unsafe)."""
+    from grading.mat_fixture import write_vgg19_mat
+
+    with tempfile.TemporaryDirectory() as folder, tf.Graph().as_default():
+        model = load_vgg_model(str(write_vgg19_mat(os.path.join(folder, "vgg.mat"))))
+        cost = tf.reduce_sum(tf.matmul(tf.reshape(model["conv5_1"], [-1, 1]),
+                                       tf.reshape(model["conv5_1"], [1, -1])))
+        tf.train.AdamOptimizer(2.0).minimize(cost)
         tf.global_variables_initializer()
         tf.random_normal([2], mean=1, stddev=4)
-    with tempfile.TemporaryDirectory() as folder:
         for name in ("0.png", "generated_image.jpg"):
             nst_utils.save_image(os.path.join(folder, name), np.zeros((1, 2, 2, 3)))
 
@@ -83,12 +84,17 @@ def run_task(task, send):
             result = PROBES[call["probe"]](name, function, namespace, **arguments)
         except Problem as problem:
             send({"check": call["id"], "problem": str(problem)})
+            continue
         except MemoryError:
             send({"check": call["id"], "problem": too_much})
-        else:
+            continue
+        try:
             send({"check": call["id"], "result": {
                 key: value if isinstance(value, str) else encode_array(value)
                 for key, value in result.items()}})
+        except (TypeError, ValueError):
+            send({"check": call["id"], "problem": f"{name} returned something that is not "
+                                                  f"numbers"})
     send({"stage": "done"})
 
 

@@ -68,24 +68,33 @@ def decode_array(data):
 # ----- the grader's side -----
 
 class Sandbox:
-    """Runs tasks in confined workers through one zygote. Use as a context manager: on exit the
-    zygote and everything it started are gone."""
+    """Runs tasks in confined workers through one zygote. Use as a context manager, or start()
+    early (the zygote imports TensorFlow meanwhile) and close(): then the zygote and everything
+    it started are gone."""
 
     def __init__(self, memory_limit_mb=4096):
         self.memory_limit_mb = memory_limit_mb
         self.zygote = self.folder = None
+        self.ready = False
 
-    def __enter__(self):
+    def start(self):
         self.folder = Path(tempfile.mkdtemp(prefix="nst-sandbox-"))
         os.chmod(self.folder, 0o711)  # workers (another user when we are root) reach their own
         self.zygote = subprocess.Popen(
             [sys.executable, "-m", "grading.sandbox", str(self.memory_limit_mb)],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True)
-        if self.zygote.stdout.readline() != b"ready\n":
-            self.close()
-            raise RuntimeError("the grading sandbox could not start (python -m grading.sandbox)")
         return self
+
+    def __enter__(self):
+        return self.start()
+
+    def _wait_until_ready(self):
+        if not self.ready:
+            if self.zygote.stdout.readline() != b"ready\n":
+                raise RuntimeError("the grading sandbox could not start (python -m "
+                                   "grading.sandbox): check that TensorFlow imports")
+            self.ready = True
 
     def scratch(self, name):
         """A new, empty folder for one worker, its own (it may write only there)."""
@@ -102,6 +111,7 @@ class Sandbox:
         "stage": the last stage it reported}. "time": one stage (the cell, a call) took longer
         than task['time_limit']; "budget": all of them together took longer than they may.
         """
+        self._wait_until_ready()
         self.zygote.stdin.write(json.dumps(task).encode() + b"\n")
         self.zygote.stdin.flush()
         line = self.zygote.stdout.readline(MAX_RESULT_BYTES * 2)
@@ -149,6 +159,7 @@ def zygote_main(memory_limit_mb):
         out.write(json.dumps({"records": records, "ending": ending}).encode() + b"\n")
         out.flush()
     kill_descendants()
+    os._exit(0)  # no interpreter teardown: TensorFlow's takes seconds
 
 
 def supervise(task, memory_limit):
@@ -168,7 +179,8 @@ def supervise(task, memory_limit):
     os.close(write_end)
     records, buffer, total = [], b"", 0
     started = stage_started = time.monotonic()
-    budget = task["time_limit"] * (len(task["calls"]) + 2)  # the cell, each call, start and end
+    budget = min(task["time_limit"] * (len(task["calls"]) + 2),  # the cell, each call, setup
+                 task.get("seconds_left", float("inf")))  # and what the submission has left
     ending, status, pipe_open = None, None, True
     while ending is None:
         if pipe_open and select.select([read_end], [], [], POLL_SECONDS)[0]:
@@ -196,8 +208,10 @@ def supervise(task, memory_limit):
         elif time.monotonic() - started > budget:
             ending = "budget"
     kill_descendants()
-    while pipe_open and total <= MAX_RESULT_BYTES:  # what it wrote before it ended; every
-        chunk = os.read(read_end, 1 << 20)         # writer is gone, so this reaches EOF
+    # what it wrote before it ended (every writer is gone: EOF comes at once, unless something
+    # escaped the kill where there is no subreaper, so wait only briefly for more)
+    while pipe_open and total <= MAX_RESULT_BYTES and select.select([read_end], [], [], 1)[0]:
+        chunk = os.read(read_end, 1 << 20)
         total += len(chunk)
         buffer, pipe_open = buffer + chunk, bool(chunk)
     records += [_parse(line) for line in buffer.split(b"\n") if line]

@@ -1,4 +1,5 @@
 """Shared fixtures and the graders' options. Run from the project root: `python -m pytest`."""
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -8,10 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grading.checks import grade_notebook  # noqa: E402  (needs ROOT on sys.path)
-from grading.gradebook import graded_function_of  # noqa: E402
-from grading.mat_fixture import write_vgg19_mat  # noqa: E402
-from grading.notebook import GRADED_FUNCTIONS  # noqa: E402
+from grading.notebook import GRADED_FUNCTIONS  # noqa: E402  (needs ROOT on sys.path)
+from grading.sandbox import Sandbox  # noqa: E402
 
 GRADE_REPORTS = {}  # graded function -> {test id: None if passed, else the first reason}
 
@@ -32,9 +31,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs a whole notebook (about half a minute)")
     seed = config.getoption("--seed")
     config.stash[SEED] = secrets.randbelow(2 ** 31) if seed is None else seed
+    # started now, so that it imports TensorFlow while pytest collects the tests
+    config.stash[SANDBOX] = Sandbox(config.getoption("--memory-limit")).start()
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A grading run (-m graded) collects only the graded tests: faster, and it needs nothing
+    the other test modules import."""
+    if config.getoption("markexpr") == "graded" and collection_path.suffix == ".py":
+        return collection_path.name != "test_graded_functions.py"
+    return None
+
+
+def pytest_unconfigure(config):
+    config.stash[SANDBOX].close()
 
 
 SEED = pytest.StashKey[int]()
+SANDBOX = pytest.StashKey[Sandbox]()
 
 
 @pytest.fixture(scope="session")
@@ -45,19 +59,33 @@ def notebook_path(request):
 @pytest.fixture(scope="session")
 def grades(request, notebook_path, record_testsuite_property):
     """Every check of every graded function of --notebook, decided once per run (see grading/)."""
+    from grading.checks import grade_notebook
+
     seed = request.config.stash[SEED]
     record_testsuite_property("seed", seed)
     return grade_notebook(notebook_path, seed, request.config.getoption("--time-limit"),
-                          request.config.getoption("--memory-limit"))
+                          request.config.getoption("--memory-limit"),
+                          request.config.stash[SANDBOX])
 
 
 @pytest.fixture(scope="session")
 def tiny_vgg_path(tmp_path_factory):
     """A MatConvNet-layout VGG-19 with random weights and 1/32 of the real channel counts."""
+    from grading.mat_fixture import write_vgg19_mat
+
     return write_vgg19_mat(tmp_path_factory.mktemp("weights") / "tiny-vgg19.mat")
 
 
 # ----- the score summary at the end of a grading run -----
+
+GRADED_TEST = re.compile(r"test_(\w+)\[(.+)\]")
+
+
+def graded_function_of(test_id):
+    """The graded function a test checks: graded tests are test_<function>[<check>]."""
+    match = GRADED_TEST.fullmatch(test_id)
+    return match[1] if match and match[1] in GRADED_FUNCTIONS else None
+
 
 def failure_reason(report):
     crash = getattr(report.longrepr, "reprcrash", None)

@@ -13,12 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import psutil
 import pytest
 
-from grading.gradebook import grader_fingerprint, read_junit
+from conftest import graded_function_of
+from grading.gradebook import grader_fingerprint
 from grading.notebook import GRADED_FUNCTIONS
 from submissions import ATTACKS, project_copy, with_graded_cell_replaced
 
@@ -34,6 +36,18 @@ def grade_in(project, notebook, report):
     at_exit = report.read_bytes() if report.exists() else b""
     return {"code": finished.returncode, "stdout": finished.stdout, "report": report,
             "report_at_exit": at_exit, "seconds": time.monotonic() - started}
+
+
+def read_junit(path):
+    """({graded function: its first failure message or None}, seed) from a JUnit XML report."""
+    results, tree = {}, ElementTree.parse(path)
+    seeds = [p.get("value") for p in tree.iter("property") if p.get("name") == "seed"]
+    for case in tree.iter("testcase"):
+        function = graded_function_of(case.get("name", ""))
+        failure = case.find("failure")
+        if function is not None and results.get(function) is None:
+            results[function] = None if failure is None else failure.get("message")
+    return results, seeds[0] if seeds else None
 
 
 @pytest.fixture(scope="module")
