@@ -6,6 +6,7 @@ unchanged on TensorFlow 2.
 """
 import argparse
 import contextlib
+import hashlib
 import http.client
 import io
 import os
@@ -338,22 +339,42 @@ def plot_iterations(folder=None):
     return _save(figure, folder, "iterations.png")
 
 
-# ----- `python -m nst_utils download`: fetch the real weights, resumable and verified -----
+# ----- `python -m nst_utils download`: fetch the real weights, resumable and checked -----
 
-VGG19_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
-
-
-def verify_vgg19_file(path):
-    """Raise ValueError unless `path` passes the loader's checks with VGG-19's exact widths."""
-    for name, (kernel, _) in read_vgg19_weights(path).items():
-        width = VGG19_WIDTHS[int(name[4]) - 1]
-        if kernel.shape[3] != width:
-            raise ValueError(f"'{path}': {name} has {kernel.shape[3]} output channels; "
-                             f"VGG-19 has {width}.")
+# MD5 sums of the two files MatConvNet has published as imagenet-vgg-verydeep-19.mat
+VGG19_MD5 = {
+    "106118b7cf60435e6d8e04f6a6dc3657": "the current release",
+    "8ee3263992981a1d26e73b3ca028a123": "the older beta16 release",
+}
 
 
-def download(url, destination, chunk_size=1 << 20):
-    """Download `url` to `destination` via `destination.part`, resuming what a previous run left.
+def md5_of(path, chunk_size=1 << 20):
+    """MD5 of the file at `path`, read in chunks; a progress bar appears if it takes over 1 s."""
+    from tqdm import tqdm
+
+    digest = hashlib.md5()
+    with open(path, "rb") as file, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True,
+                                        unit_divisor=1024, desc="checking MD5", delay=1,
+                                        leave=False) as progress:
+        while chunk := file.read(chunk_size):
+            digest.update(chunk)
+            progress.update(len(chunk))
+    return digest.hexdigest()
+
+
+def verify_vgg19_file(path, known_md5=VGG19_MD5):
+    """Which published VGG-19 file `path` is, by its MD5; ValueError if none of `known_md5`."""
+    md5 = md5_of(path)
+    if md5 not in known_md5:
+        raise ValueError(f"'{path}' ({os.path.getsize(path):,} bytes) has MD5 {md5}, not that "
+                         f"of a published VGG-19 file ({' or '.join(known_md5)}): it is "
+                         f"incomplete, damaged or another file.")
+    return known_md5[md5]
+
+
+def download(url, destination, known_md5=VGG19_MD5, chunk_size=1 << 20):
+    """Download `url` to `destination` via `destination.part`, resuming what a previous run left;
+    the file gets its final name only if its MD5 is in `known_md5`.
 
     Returns a sentence saying what happened; raises OSError or ValueError with what to do.
     """
@@ -361,11 +382,11 @@ def download(url, destination, chunk_size=1 << 20):
 
     if os.path.exists(destination):
         try:
-            verify_vgg19_file(destination)
+            release = verify_vgg19_file(destination, known_md5)
         except ValueError as problem:
             raise ValueError(f"{problem} It was left as it is: move or delete it, then run "
                              f"this command again.") from None
-        return f"'{destination}' is already there and valid: nothing to do."
+        return f"'{destination}' is already there and checked ({release}): nothing to do."
     os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
     part = destination + ".part"
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -396,21 +417,22 @@ def download(url, destination, chunk_size=1 << 20):
             raise OSError(f"the connection closed after {os.path.getsize(part) >> 20} of "
                           f"{total >> 20} MB.")
     try:
-        verify_vgg19_file(part)
+        release = verify_vgg19_file(part, known_md5)
     except ValueError as problem:
         os.replace(part, destination + ".rejected")
-        raise ValueError(f"The downloaded file is not a valid VGG-19 model ({problem}); it was "
-                         f"kept as '{destination}.rejected' for you to inspect.") from None
+        raise ValueError(f"The download is not the VGG-19 file ({problem}); it was kept as "
+                         f"'{destination}.rejected' for you to inspect.") from None
     os.replace(part, destination)
-    return f"Downloaded and verified '{destination}'."
+    return f"Downloaded and checked '{destination}' ({release})."
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nst_utils", description="Course tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    get = commands.add_parser("download", help="download and verify the VGG-19 weights",
+    get = commands.add_parser("download", help="download and check the VGG-19 weights",
                               description="Download MatConvNet's VGG-19 (about 510 MB) into "
-                                          "pretrained-model/, resuming an interrupted download.")
+                                          "pretrained-model/, resuming an interrupted download, "
+                                          "and check its MD5.")
     get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
     get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
     args = parser.parse_args(argv)

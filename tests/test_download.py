@@ -1,24 +1,27 @@
 """`python -m nst_utils download` against a server on 127.0.0.1 (no internet needed).
 
-The served file is a VGG-19 fixture at the real conv widths (fc layers left out), about 80 MB.
+The served file is a few MB of random bytes whose MD5 each test adds to the table of published
+sums (the real 510 MB file is not needed).
 """
+import hashlib
 import http.server
 import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 import nst_utils
 from conftest import ROOT
-from mat_fixture import write_vgg19_mat
 
 
-@pytest.fixture(scope="module")
-def full_width_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("served") / "imagenet-vgg-verydeep-19.mat"
-    write_vgg19_mat(path, width_scale=1.0, with_fc=False)
-    return path.read_bytes()
+@pytest.fixture
+def published(monkeypatch):
+    """Bytes standing in for the weights file, their MD5 added to nst_utils.VGG19_MD5."""
+    data = np.random.default_rng(19).bytes(3 * 2**20 + 123)
+    monkeypatch.setitem(nst_utils.VGG19_MD5, hashlib.md5(data).hexdigest(), "the test release")
+    return data
 
 
 class Server:
@@ -81,20 +84,18 @@ def run(url, destination, capsys):
     return code, capsys.readouterr()
 
 
-def test_clean_download_is_verified_and_lands_under_final_name(serve, full_width_weights,
-                                                                tmp_path, capsys):
-    server = serve(full_width_weights)
+def test_clean_download_is_checked_and_lands_under_final_name(serve, published, tmp_path, capsys):
+    server = serve(published)
     destination = tmp_path / "pretrained-model" / "imagenet-vgg-verydeep-19.mat"
     code, out = run(server.url, destination, capsys)
-    assert code == 0 and "Downloaded and verified" in out.out
-    assert destination.read_bytes() == full_width_weights
+    assert code == 0 and f"Downloaded and checked '{destination}' (the test release)" in out.out
+    assert destination.read_bytes() == published
     assert not (tmp_path / "pretrained-model" / "imagenet-vgg-verydeep-19.mat.part").exists()
 
 
-def test_dropped_connection_keeps_part_and_next_run_resumes(serve, full_width_weights, tmp_path,
-                                                            capsys):
-    half = len(full_width_weights) // 2
-    server = serve(full_width_weights, drop_after=half)
+def test_dropped_connection_keeps_part_and_next_run_resumes(serve, published, tmp_path, capsys):
+    half = len(published) // 2
+    server = serve(published, drop_after=half)
     destination = tmp_path / "vgg.mat"
     code, out = run(server.url, destination, capsys)
     assert code == 1 and "connection closed after" in out.err and "again to resume" in out.err
@@ -103,53 +104,55 @@ def test_dropped_connection_keeps_part_and_next_run_resumes(serve, full_width_we
     code, out = run(server.url, destination, capsys)
     assert code == 0, out.err
     assert server.requests == [None, f"bytes={half}-"]
-    assert destination.read_bytes() == full_width_weights
+    assert destination.read_bytes() == published
 
 
-def test_server_without_range_support_restarts_cleanly(serve, full_width_weights, tmp_path,
-                                                       capsys):
-    server = serve(full_width_weights, ranges=False)
+def test_server_without_range_support_restarts_cleanly(serve, published, tmp_path, capsys):
+    server = serve(published, ranges=False)
     destination = tmp_path / "vgg.mat"
     (tmp_path / "vgg.mat.part").write_bytes(b"stale bytes from an older attempt")
     code, out = run(server.url, destination, capsys)
     assert code == 0, out.err
-    assert destination.read_bytes() == full_width_weights
+    assert destination.read_bytes() == published
 
 
-def test_corrupt_download_is_kept_aside_not_under_final_name(serve, full_width_weights, tmp_path,
-                                                             capsys):
-    corrupt = full_width_weights[: len(full_width_weights) // 3]
+def test_download_with_another_md5_is_kept_aside_not_under_final_name(serve, published,
+                                                                       tmp_path, capsys):
+    corrupt = published[:-1] + b"x"  # one byte changed
     server = serve(corrupt)
     destination = tmp_path / "vgg.mat"
     code, out = run(server.url, destination, capsys)
-    assert code == 1 and "not a valid VGG-19 model" in out.err
+    assert code == 1 and "The download is not the VGG-19 file" in out.err
+    assert f"has MD5 {hashlib.md5(corrupt).hexdigest()}, not that of a published" in out.err
+    assert "106118b7cf60435e6d8e04f6a6dc3657" in out.err  # the sums it should have had
     assert not destination.exists()
     assert (tmp_path / "vgg.mat.rejected").read_bytes() == corrupt
 
 
-def test_tiny_widths_fail_verification(serve, tmp_path, capsys):
-    small = write_vgg19_mat(tmp_path / "small.mat", with_fc=False).read_bytes()
-    code, out = run(serve(small).url, tmp_path / "vgg.mat", capsys)
-    assert code == 1 and "conv1_1 has 2 output channels; VGG-19 has 64" in out.err
-    assert not (tmp_path / "vgg.mat").exists()
+def test_md5_is_read_in_chunks_and_matches_hashlib(tmp_path):
+    data = np.random.default_rng(1).bytes(10_001)
+    (tmp_path / "file").write_bytes(data)
+    assert nst_utils.md5_of(tmp_path / "file", chunk_size=1000) == hashlib.md5(data).hexdigest()
 
 
-def test_existing_valid_file_is_left_untouched(serve, full_width_weights, tmp_path, capsys):
+def test_existing_file_with_published_md5_is_left_untouched(serve, published, tmp_path, capsys):
     destination = tmp_path / "vgg.mat"
-    destination.write_bytes(full_width_weights)
+    destination.write_bytes(published)
     server = serve(b"something else entirely")
     code, out = run(server.url, destination, capsys)
-    assert code == 0 and "already there and valid: nothing to do" in out.out
+    assert code == 0 and "already there and checked (the test release): nothing to do" in out.out
     assert server.requests == []
-    assert destination.read_bytes() == full_width_weights
+    assert destination.read_bytes() == published
 
 
-def test_existing_invalid_file_is_reported_and_not_overwritten(serve, full_width_weights,
-                                                               tmp_path, capsys):
+def test_existing_file_with_other_md5_is_reported_and_not_overwritten(serve, published,
+                                                                      tmp_path, capsys):
     destination = tmp_path / "vgg.mat"
     destination.write_bytes(b"my own half-finished copy")
-    code, out = run(serve(full_width_weights).url, destination, capsys)
+    server = serve(published)
+    code, out = run(server.url, destination, capsys)
     assert code == 1 and "left as it is: move or delete it" in out.err
+    assert "has MD5 " in out.err and server.requests == []
     assert destination.read_bytes() == b"my own half-finished copy"
 
 
