@@ -426,6 +426,64 @@ def download(url, destination, known_md5=VGG19_MD5, chunk_size=1 << 20):
     return f"Downloaded and checked '{destination}' ({release})."
 
 
+# ----- `python -m nst_utils run`: the whole notebook, headless, with papermill -----
+
+class _PrintAboveProgressBar(io.TextIOBase):
+    """Where papermill sends what the notebook prints: to stdout, above the progress bar."""
+
+    def write(self, text):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stdout, end="")
+        return len(text)
+
+
+def _section_of(cells, index):
+    """The heading of the notebook section that holds cell `index`."""
+    for cell in reversed(cells[:index + 1]):
+        if cell.cell_type == "markdown" and cell.source.startswith("#"):
+            return cell.source.splitlines()[0].lstrip("# ")
+    return "before the first heading"
+
+
+def run_notebook(notebook, executed, iterations=None):
+    """Execute `notebook` (in the current folder) with papermill into `executed`, printing its
+    output as it comes.
+
+    `iterations` overrides the notebook's `num_iterations` parameter. Returns a sentence saying
+    what happened; raises RuntimeError saying which cell failed and why.
+    """
+    import nbformat
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import DeadKernelError
+
+    if not os.path.isfile(notebook):
+        raise RuntimeError(f"there is no {notebook} in {os.getcwd()}: run this command in the "
+                           f"project folder.")
+    os.makedirs(os.path.dirname(executed) or ".", exist_ok=True)
+    parameters = {} if iterations is None else {"num_iterations": iterations}
+    try:
+        papermill.execute_notebook(notebook, executed, parameters=parameters,
+                                   stdout_file=_PrintAboveProgressBar(),
+                                   progress_bar={"unit": "cell", "desc": notebook,
+                                                 "disable": None})  # no bar in a log file
+    except papermill.PapermillExecutionError as error:
+        cells = nbformat.read(notebook, as_version=4).cells
+        index = next((i for i, cell in enumerate(cells) if cell.source == error.source), None)
+        where = ("the parameters papermill added" if index is None else
+                 f"cell {index + 1} (section {_section_of(cells, index)})")
+        raise RuntimeError(f"{where}: {error.ename}: {error.evalue}") from None
+    except NoSuchKernel as error:
+        raise RuntimeError(f"there is no Jupyter kernel '{error.name}': "
+                           f"`pip install -r requirements.txt` installs it (ipykernel).") from None
+    except DeadKernelError:
+        raise RuntimeError("the notebook's Python process died (out of memory?).") from None
+    except KeyboardInterrupt:
+        raise RuntimeError("stopped with Ctrl-C.") from None
+    return f"Ran {notebook}: the executed notebook is {executed}."
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nst_utils", description="Course tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -435,7 +493,22 @@ def main(argv=None):
                                           "and check its MD5.")
     get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
     get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
+    run = commands.add_parser("run", help="run the whole notebook headless",
+                              description="Run every cell of the assignment notebook with "
+                                          "papermill, showing its output as it comes; the "
+                                          "executed notebook goes to the output folder.")
+    run.add_argument("--iterations", type=int, help="optimisation steps in sections 4 and 5 "
+                                                    "(the notebook's num_iterations, 200)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
+        try:
+            print(run_notebook("nst_assignment.ipynb", executed, args.iterations))
+        except RuntimeError as problem:
+            print(f"The run failed: {problem}\nThe notebook as far as it ran, with the full "
+                  f"traceback: {executed}", file=sys.stderr)
+            return 1
+        return 0
     try:
         print(download(args.url, args.to))
     except (OSError, ValueError) as problem:
