@@ -500,6 +500,8 @@ def main(argv=None):
     run.add_argument("--iterations", type=int, help="optimisation steps in sections 4 and 5 "
                                                     "(the notebook's num_iterations, 200)")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.iterations is not None and args.iterations < 1:
+        parser.error("--iterations must be at least 1")
     if args.command == "run":
         executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
         try:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nst_utils
 from conftest import ROOT
 from mat_fixture import write_vgg19_mat
 from references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
@@ -116,3 +117,18 @@ def test_main_job_without_weights_names_the_failed_cell_and_the_download_command
     failed = [cell for cell in notebook.cells if cell.cell_type == "code"
               and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
     assert len(failed) == 1 and "load_vgg_model(CONFIG.VGG_MODEL)" in failed[0].source
+
+
+def test_run_outside_the_project_folder_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert nst_utils.main(["run"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"The run failed: there is no nst_assignment.ipynb in {tmp_path}: run this command in the "
+        f"project folder.")
+
+
+def test_run_refuses_fewer_than_one_iteration(capsys):
+    with pytest.raises(SystemExit) as exited:
+        nst_utils.main(["run", "--iterations", "0"])
+    assert exited.value.code == 2
+    assert "--iterations must be at least 1" in capsys.readouterr().err
