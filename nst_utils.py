@@ -341,11 +341,13 @@ def plot_iterations(folder=None):
 
 # ----- `python -m nst_utils download`: fetch the real weights, resumable and checked -----
 
-# MD5 sums of the two files MatConvNet has published as imagenet-vgg-verydeep-19.mat
-VGG19_MD5 = {
-    "106118b7cf60435e6d8e04f6a6dc3657": "the current release",
-    "8ee3263992981a1d26e73b3ca028a123": "the older beta16 release",
+# The files MatConvNet has published as imagenet-vgg-verydeep-19.mat: MD5 -> (name, bytes).
+# The beta16 file's size is not recorded anywhere we could check, so it is not compared.
+VGG19_RELEASES = {
+    "106118b7cf60435e6d8e04f6a6dc3657": ("the current release", 534_904_783),
+    "8ee3263992981a1d26e73b3ca028a123": ("the beta16 release", None),
 }
+VGG19_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
 
 
 def md5_of(path, chunk_size=1 << 20):
@@ -362,31 +364,57 @@ def md5_of(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
-def verify_vgg19_file(path, known_md5=VGG19_MD5):
-    """Which published VGG-19 file `path` is, by its MD5; ValueError if none of `known_md5`."""
+def check_vgg19_structure(path):
+    """Raise ValueError unless `path` passes the loader's checks with VGG-19's exact widths."""
+    for name, (kernel, _) in read_vgg19_weights(path).items():
+        width = VGG19_WIDTHS[int(name[4]) - 1]
+        if kernel.shape[3] != width:
+            raise ValueError(f"'{path}': {name} has {kernel.shape[3]} output channels; "
+                             f"VGG-19 has {width}.")
+
+
+def verify_vgg19_file(path, releases=VGG19_RELEASES):
+    """Say which of `releases` the file at `path` is, by its MD5.
+
+    Returns (what it is, warning): the warning is None for a published release, and names the
+    difference for a file with another MD5 whose layers are VGG-19's (a copy its owner converted).
+    Raises FileNotFoundError, or ValueError saying why the file is not VGG-19.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError("there is no such file.")
     md5 = md5_of(path)
-    if md5 not in known_md5:
-        raise ValueError(f"'{path}' ({os.path.getsize(path):,} bytes) has MD5 {md5}, not that "
-                         f"of a published VGG-19 file ({' or '.join(known_md5)}): it is "
-                         f"incomplete, damaged or another file.")
-    return known_md5[md5]
+    if md5 in releases:
+        return f"{releases[md5][0]} of MatConvNet's VGG-19, MD5 {md5}", None
+    size = os.path.getsize(path)
+    expected = ", ".join(f"{md5_} for {name}" + (f" ({bytes_:,} bytes)" if bytes_ else "")
+                         for md5_, (name, bytes_) in releases.items())
+    difference = f"its MD5 is {md5} ({size:,} bytes), not one of MatConvNet's: {expected}"
+    try:
+        check_vgg19_structure(path)
+    except ValueError as problem:
+        raise ValueError(f"{difference}. Nor does it hold VGG-19's layers: {problem}") from None
+    return ("VGG-19's layers, but no published release",
+            f"{difference}. Its layers have VGG-19's names and shapes, so it is used as it is; "
+            f"if you did not convert it yourself, it may be damaged: download it again.")
 
 
-def download(url, destination, known_md5=VGG19_MD5, chunk_size=1 << 20):
+def download(url, destination, releases=VGG19_RELEASES, chunk_size=1 << 20):
     """Download `url` to `destination` via `destination.part`, resuming what a previous run left;
-    the file gets its final name only if its MD5 is in `known_md5`.
+    the file gets its final name only once verify_vgg19_file accepts it.
 
-    Returns a sentence saying what happened; raises OSError or ValueError with what to do.
+    Returns (a sentence saying what happened, verify_vgg19_file's warning or None); raises OSError
+    or ValueError with what to do.
     """
     from tqdm import tqdm
 
     if os.path.exists(destination):
         try:
-            release = verify_vgg19_file(destination, known_md5)
+            found, warning = verify_vgg19_file(destination, releases)
         except ValueError as problem:
-            raise ValueError(f"{problem} It was left as it is: move or delete it, then run "
-                             f"this command again.") from None
-        return f"'{destination}' is already there and checked ({release}): nothing to do."
+            raise ValueError(f"'{destination}' is already there but is not usable: {problem} "
+                             f"It was left as it is: move or delete it, then run this command "
+                             f"again.") from None
+        return f"'{destination}' is already there and checked ({found}): nothing to do.", warning
     os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
     part = destination + ".part"
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -417,13 +445,13 @@ def download(url, destination, known_md5=VGG19_MD5, chunk_size=1 << 20):
             raise OSError(f"the connection closed after {os.path.getsize(part) >> 20} of "
                           f"{total >> 20} MB.")
     try:
-        release = verify_vgg19_file(part, known_md5)
+        found, warning = verify_vgg19_file(part, releases)
     except ValueError as problem:
         os.replace(part, destination + ".rejected")
-        raise ValueError(f"The download is not the VGG-19 file ({problem}); it was kept as "
+        raise ValueError(f"the download is not VGG-19: {str(problem).rstrip('.')}. It was kept as "
                          f"'{destination}.rejected' for you to inspect.") from None
     os.replace(part, destination)
-    return f"Downloaded and checked '{destination}' ({release})."
+    return f"Downloaded and checked '{destination}' ({found}).", warning
 
 
 # ----- `python -m nst_utils run`: the whole notebook, headless, with papermill -----
@@ -490,9 +518,15 @@ def main(argv=None):
     get = commands.add_parser("download", help="download and check the VGG-19 weights",
                               description="Download MatConvNet's VGG-19 (about 510 MB) into "
                                           "pretrained-model/, resuming an interrupted download, "
-                                          "and check its MD5.")
+                                          "and check it as `verify` does.")
     get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
     get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
+    check = commands.add_parser("verify", help="say which VGG-19 release a weights file is",
+                                description="Say which published release of MatConvNet's "
+                                            "VGG-19 a file is (by its MD5), or why it is not "
+                                            "one. Exit status 0 if it can be used, else 1.")
+    check.add_argument("path", nargs="?", default=CONFIG.VGG_MODEL,
+                       help=f"the file to check (default: {CONFIG.VGG_MODEL})")
     run = commands.add_parser("run", help="run the whole notebook headless",
                               description="Run every cell of the assignment notebook with "
                                           "papermill, showing its output as it comes; the "
@@ -512,12 +546,24 @@ def main(argv=None):
             return 1
         return 0
     try:
-        print(download(args.url, args.to))
-    except (OSError, ValueError) as problem:
-        print(f"Could not get the VGG-19 weights from {args.url}: {problem}\n"
-              f"Run the same command again to resume, or download the file by hand and save it "
-              f"as {args.to} (see pretrained-model/README.md).", file=sys.stderr)
+        if args.command == "verify":
+            found, warning = verify_vgg19_file(args.path)
+            print(f"'{args.path}' checked: {found}.")
+        else:
+            said, warning = download(args.url, args.to)
+            print(said)
+    except (OSError, ValueError) as problem:  # FileNotFoundError is an OSError
+        if args.command == "verify":
+            print(f"'{args.path}' cannot be used as the VGG-19 weights: {problem}\nGet them "
+                  f"with `python -m nst_utils download` (see pretrained-model/README.md).",
+                  file=sys.stderr)
+        else:
+            print(f"Could not get the VGG-19 weights from {args.url}: {problem}\nRun the same "
+                  f"command again to resume, or download the file by hand and save it as "
+                  f"{args.to} (see pretrained-model/README.md).", file=sys.stderr)
         return 1
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 
