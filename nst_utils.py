@@ -474,12 +474,44 @@ def _section_of(cells, index):
     return "before the first heading"
 
 
-def run_notebook(notebook, executed, iterations=None):
-    """Execute `notebook` (in the current folder) with papermill into `executed`, printing its
-    output as it comes.
+def _literal(text):
+    """`text` read as a Python literal (50, 0.5, None, 'a'), or `text` itself if it is not one."""
+    import ast
 
-    `iterations` overrides the notebook's `num_iterations` parameter. Returns a sentence saying
-    what happened; raises RuntimeError saying which cell failed and why.
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def notebook_parameters(notebook, given):
+    """The (NAME, VALUE) pairs of `-p NAME VALUE` as papermill parameters of `notebook`.
+
+    VALUE stays text where the notebook's default is text, else is read as a literal (50, 0.5,
+    None); iteration counts must be whole numbers from 1. Raises ValueError for a name the
+    notebook's parameters cell does not have, or a bad count.
+    """
+    import papermill
+
+    known = papermill.inspect_notebook(notebook)
+    parameters = {}
+    for name, text in given:
+        if name not in known:
+            raise ValueError(f"-p {name}: the notebook has no such parameter; its parameters "
+                             f"are {', '.join(known)}.")
+        value = text if isinstance(_literal(known[name]["default"]), str) else _literal(text)
+        if name.endswith("iterations") and not (type(value) is int and value >= 1):
+            raise ValueError(f"-p {name} needs a whole number of at least 1, not '{text}'.")
+        parameters[name] = value
+    return parameters
+
+
+def run_notebook(notebook, executed, given=()):
+    """Execute `notebook` (in the current folder) with papermill into `executed`, printing its
+    output as it comes; `given` holds the (NAME, VALUE) pairs of `-p NAME VALUE`.
+
+    Returns a sentence saying what happened. Raises ValueError if the run cannot start, and
+    RuntimeError saying which cell failed and why.
     """
     import nbformat
     import papermill
@@ -487,10 +519,13 @@ def run_notebook(notebook, executed, iterations=None):
     from nbclient.exceptions import DeadKernelError
 
     if not os.path.isfile(notebook):
-        raise RuntimeError(f"there is no {notebook} in {os.getcwd()}: run this command in the "
-                           f"project folder.")
+        raise ValueError(f"there is no {notebook} in {os.getcwd()}: run this command in the "
+                         f"project folder.")
+    parameters = notebook_parameters(notebook, given)
     os.makedirs(os.path.dirname(executed) or ".", exist_ok=True)
-    parameters = {} if iterations is None else {"num_iterations": iterations}
+    settings = "".join(f", {name} = {value!r}" for name, value in parameters.items())
+    print(f"Running {notebook} with papermill{settings}; the executed copy goes to {executed}.",
+          flush=True)
     try:
         papermill.execute_notebook(notebook, executed, parameters=parameters,
                                    stdout_file=_PrintAboveProgressBar(),
@@ -531,15 +566,19 @@ def main(argv=None):
                               description="Run every cell of the assignment notebook with "
                                           "papermill, showing its output as it comes; the "
                                           "executed notebook goes to the output folder.")
-    run.add_argument("--iterations", type=int, help="optimisation steps in sections 4 and 5 "
-                                                    "(the notebook's num_iterations, 200)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"),
+                     help="set one of the notebook's parameters (its settings cell at the top), "
+                          "as papermill's -p does: num_iterations (section 4, 200), "
+                          "my_content_path, my_style_path, my_iterations (section 5)")
     args = parser.parse_args(argv)
-    if args.command == "run" and args.iterations is not None and args.iterations < 1:
-        parser.error("--iterations must be at least 1")
     if args.command == "run":
         executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
         try:
-            print(run_notebook("nst_assignment.ipynb", executed, args.iterations))
+            print(run_notebook("nst_assignment.ipynb", executed, args.parameter))
+        except ValueError as problem:
+            print(f"The run did not start: {problem}", file=sys.stderr)
+            return 1
         except RuntimeError as problem:
             print(f"The run failed: {problem}\nThe notebook as far as it ran, with the full "
                   f"traceback: {executed}", file=sys.stderr)
