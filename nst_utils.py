@@ -339,7 +339,7 @@ def plot_iterations(folder=None):
     return _save(figure, folder, "iterations.png")
 
 
-# ----- `python -m nst_utils download`: fetch the real weights, resumable and checked -----
+# ----- `python -m nst_utils download` and `verify`: the real weights, fetched and checked -----
 
 # The files MatConvNet has published as imagenet-vgg-verydeep-19.mat: MD5 -> (name, bytes).
 # The beta16 file's size is not recorded anywhere we could check, so it is not compared.
