@@ -23,7 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 ATTACKS_IN_CLASS = ["patches_pytest_reports", "returns_object_that_lies", "exits_at_call",
                     "forges_result_records", "hard_coded_table_of_public_inputs",
-                    "kills_the_grader"]
+                    "sys_exit_at_call"]  # not kills_the_grader: under the old grader it would
+                                         # kill this benchmark (its grandparent)
 TIME_LIMIT = "30"  # seconds per cell or call, for both graders
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
 from grading.references import (GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL, np_content_cost,
-                                np_layer_style_cost)
+                                np_layer_style_cost, np_unroll)
 from grading.sandbox import Sandbox, decode_array, encode_array
 
 HIDDEN_CASES = 4  # hidden inputs per function and kind of call
@@ -52,7 +52,7 @@ def close(value, expected, rtol, what, atol=0.0):
     value, expected = np.asarray(value), np.asarray(expected, dtype=np.float64)
     if value.shape != expected.shape:
         raise Mismatch(f"{what}: the result has shape {value.shape}, expected {expected.shape}")
-    if not np.allclose(value, expected, rtol=rtol, atol=atol):
+    if not np.all(np.abs(value - expected) <= atol + rtol * np.abs(expected)):
         shown = np.array2string(value, precision=7, threshold=12).replace("\n", "")
         wanted = np.array2string(expected, precision=7, threshold=12).replace("\n", "")
         raise Mismatch(f"{what}: got {shown}, expected {wanted}")
@@ -71,9 +71,33 @@ def activations(rng, n_channels_max=6):
     return [rng.normal(mean, spread, shape).astype(np.float32) for _ in range(2)]
 
 
-def plan_layer_cost(rng, public_value, numpy_cost):
+ROUND_OFF = 4 * 2.0 ** -24  # float32's unit round-off, with a margin: per term of a sum
+
+
+def absolute_gram(a):
+    """|a| unrolled times its transpose: what bounds float32 round-off in a's Gram matrix."""
+    unrolled = np.abs(np_unroll(a))
+    return unrolled @ unrolled.T
+
+
+def content_cost_and_round_off(a_C, a_G):
+    return np_content_cost(a_C, a_G), 0.0  # a sum of squares: rtol alone covers it
+
+
+def style_cost_and_round_off(a_S, a_G):
+    """SPEC's layer style cost in float64, and how far float32 arithmetic may move it: each
+    Gram entry by n_H*n_W terms' round-off of its absolute Gram, then through (GS - GG)^2."""
+    _, n_H, n_W, n_C = a_G.shape
+    GS, GG = (np_unroll(a) @ np_unroll(a).T for a in (a_S, a_G))
+    error = ROUND_OFF * n_H * n_W * (absolute_gram(a_S) + absolute_gram(a_G))
+    bound = np.sum(2 * np.abs(GS - GG) * error + error ** 2) / (4 * n_C ** 2 * (n_H * n_W) ** 2)
+    return np_layer_style_cost(a_S, a_G), bound
+
+
+def plan_layer_cost(rng, public_value, cost_and_round_off):
     """compute_content_cost and compute_layer_style_cost: the test cell, then hidden pairs (the
-    first NumPy, the second a tensor, as section 4 calls them; one case with two tensors)."""
+    first NumPy, the second a tensor, as section 4 calls them; one case with two tensors),
+    compared with float64 NumPy within float32's round-off."""
     plan = Plan()
     public = plan.call("test_cell", shapes=[[1, 4, 4, 3], [1, 4, 4, 3]])
     plan.check("gives_reference_value", [public], lambda out: close(
@@ -83,9 +107,10 @@ def plan_layer_cost(rng, public_value, numpy_cost):
         tensors = ["arg0", "arg1"] if case == 1 else ["arg1"]
         call = plan.call("on_values", as_tensors=tensors, arg0=a, arg1=b)
         what = f"hidden activations of shape {shape_text(a.shape)}"
+        expected, round_off = cost_and_round_off(a, b)
         plan.check(f"matches_numpy_on_hidden_input_{case}", [call],
-                   lambda out, c=call, e=numpy_cost(a, b), what=what:
-                   close(out[c]["value"], e, 1e-5, what))
+                   lambda out, c=call, e=expected, r=round_off, what=what:
+                   close(out[c]["value"], e, 1e-5, what, atol=r))
     return plan
 
 
@@ -97,11 +122,12 @@ def plan_gram_matrix(rng):
     for case in range(1, HIDDEN_CASES + 1):
         shape = (int(rng.integers(1, 7)), int(rng.integers(1, 13)))
         A = rng.normal(rng.uniform(-2, 2), rng.uniform(0.5, 5), shape).astype(np.float32)
-        expected = A.astype(np.float64) @ A.T
+        expected, magnitude = A.astype(np.float64) @ A.T, np.abs(A) @ np.abs(A).T
         call = plan.call("on_values", as_tensors=["arg0"], arg0=A)
         plan.check(f"matches_numpy_on_hidden_input_{case}", [call],
-                   lambda out, c=call, e=expected, what=f"a hidden A of shape {shape_text(shape)}":
-                   close(out[c]["value"], e, 1e-5, what, atol=1e-5 * np.abs(e).max()))
+                   lambda out, c=call, e=expected, r=ROUND_OFF * shape[1] * magnitude,
+                   what=f"a hidden A of shape {shape_text(shape)}":
+                   close(out[c]["value"], e, 1e-5, what, atol=r))
     return plan
 
 
@@ -285,10 +311,10 @@ def make_plans(seed, folder):
     """{function: Plan} with hidden inputs drawn from `seed`; model_nn's fixture in `folder`."""
     plans = {
         "compute_content_cost": plan_layer_cost(np.random.default_rng([seed, 0]), J_CONTENT,
-                                                np_content_cost),
+                                                content_cost_and_round_off),
         "gram_matrix": plan_gram_matrix(np.random.default_rng([seed, 1])),
         "compute_layer_style_cost": plan_layer_cost(np.random.default_rng([seed, 2]),
-                                                    J_STYLE_LAYER, np_layer_style_cost),
+                                                    J_STYLE_LAYER, style_cost_and_round_off),
         "total_cost": plan_total_cost(np.random.default_rng([seed, 3])),
     }
     plans["model_nn"], reference = plan_model_nn(np.random.default_rng([seed, 4]),
