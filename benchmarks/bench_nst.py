@@ -6,9 +6,10 @@ Writes a VGG-19 of random weights at full width in MatConvNet's layout (timing d
 on the values), builds section 4's graph with the graded functions taken from the notebook, and
 times one model_nn iteration (sess.run(train_step), then reading model['input']). A second
 process runs the same optimisation written the TF2 way (tf.function + GradientTape + Keras Adam)
-on the same weights and images; the two take turns, one iteration each, so both see the same
-load from anything else on the machine. Both report the median seconds per iteration after two
-warm-up iterations, and their peak resident memory.
+on the same weights and images, and two more time a 4096x4096 float32 matmul in TF and in
+NumPy (the machine's peak). All take turns, one iteration each, so all see the same load from
+anything else on the machine: the median seconds after two warm-up rounds, and each loop's
+peak resident memory.
 
 Per layer (each distinct conv shape, conv1_2 to conv5_1), it also times the forward conv plus
 its input gradient the direct way and by Winograd (nst_utils.conv3x3), taking turns likewise;
@@ -65,23 +66,23 @@ def images(height, width):
             for path in (CONFIG.CONTENT_IMAGE, CONFIG.STYLE_IMAGE)]
 
 
-def matmul_peak_gflops(size=4096, repeats=5):
-    """float32 matmul GFLOP/s of this machine, best of `repeats`, measured in TF and in NumPy's
-    BLAS (on some CPUs TF's own matmul reaches only half of what the cores can do)."""
+MATMUL_SIZE = 4096
+
+
+def matmul(library):
+    """A function multiplying two MATMUL_SIZE square float32 matrices in `library` (tensorflow
+    or numpy, whose BLAS on some CPUs reaches twice TF's own matmul)."""
+    if library == "numpy":
+        a, b = (np.random.default_rng(i).random((MATMUL_SIZE,) * 2, dtype=np.float32)
+                for i in (1, 2))
+        return lambda: a @ b
     from nst_utils import tf
 
-    flop = 2 * size ** 3
-    with tf.Graph().as_default(), tf.Session() as sess:
-        a = tf.Variable(tf.random_normal([size, size]))
-        b = tf.Variable(tf.random_normal([size, size]))
-        product = tf.reduce_sum(tf.matmul(a, b))
-        sess.run(tf.global_variables_initializer())
-        sess.run(product)
-        tf_seconds = min(timed(lambda: sess.run(product)) for _ in range(repeats))
-    a, b = (np.random.default_rng(i).random((size, size), dtype=np.float32) for i in (1, 2))
-    a @ b
-    numpy_seconds = min(timed(lambda: a @ b) for _ in range(repeats))
-    return {"tensorflow": flop / tf_seconds / 1e9, "numpy": flop / numpy_seconds / 1e9}
+    a, b = (tf.Variable(tf.random_normal([MATMUL_SIZE] * 2)) for _ in range(2))
+    product = tf.reduce_sum(tf.matmul(a, b))
+    sess = tf.Session()
+    sess.run(tf.global_variables_initializer())
+    return lambda: sess.run(product)
 
 
 def timed(function):
@@ -174,10 +175,9 @@ def tf2_peer(weights_path, height, width):
     return lambda: (step(), image.numpy())
 
 
-def serve_peer(weights_path, height, width):
-    """The peer's process: one timed iteration per 'step' line on stdin, its seconds on stdout;
-    on 'exit', the peak RSS."""
-    iteration = tf2_peer(weights_path, height, width)
+def serve(iteration):
+    """A helper process's loop: one timed call of `iteration` per 'step' line on stdin, its
+    seconds on stdout; on 'exit', the process's peak RSS."""
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
@@ -186,13 +186,14 @@ def serve_peer(weights_path, height, width):
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
-class Peer:
-    """The TF2 peer in its own process, stepped one iteration at a time."""
+class Helper:
+    """This script run with `arguments` in its own process (see serve), stepped one call at a
+    time, so that it takes turns with the TF1 loop and its memory is counted apart."""
 
-    def __init__(self, weights_path, height, width):
+    def __init__(self, *arguments):
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--peer", str(weights_path), str(height), str(width)],
+            [sys.executable, __file__, *map(str, arguments)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.read()  # "ready"
 
@@ -200,7 +201,7 @@ class Peer:
         line = self.process.stdout.readline()
         if not line:
             self.log.seek(0)
-            sys.exit(f"the TF2 peer failed:\n{self.log.read()[-2000:]}")
+            sys.exit(f"a helper process failed:\n{self.log.read()[-2000:]}")
         return line
 
     def step(self):
@@ -291,13 +292,16 @@ def main(argv=None):
                         help="only the per-layer times, direct and by Winograd")
     parser.add_argument("--peer", nargs=3, metavar=("WEIGHTS", "HEIGHT", "WIDTH"),
                         help=argparse.SUPPRESS)  # internal: serve the TF2 peer's iterations
+    parser.add_argument("--matmul", choices=["tensorflow", "numpy"],
+                        help=argparse.SUPPRESS)  # internal: serve matmuls
     args = parser.parse_args(argv)
     if args.iterations < (1 if args.quick else 10):
         parser.error("--iterations: at least 10 timed iterations (at least 1 with --quick)")
 
     if args.peer:
-        serve_peer(args.peer[0], int(args.peer[1]), int(args.peer[2]))
-        return
+        return serve(tf2_peer(args.peer[0], int(args.peer[1]), int(args.peer[2])))
+    if args.matmul:
+        return serve(matmul(args.matmul))
 
     from mat_fixture import scaled_widths
 
@@ -313,17 +317,22 @@ def main(argv=None):
 
 
 def whole_iteration(height, width, scale, iterations, notebook):
-    """The TF1 loop and the TF2 peer, in turns; GFLOP/s against the matmul peak; peak RSS."""
+    """The TF1 loop, the TF2 peer and the matmul peak (TF's and NumPy's), in turns: effective
+    GFLOP/s against the peak; peak RSS."""
     from mat_fixture import scaled_widths, write_vgg19_mat
 
     with tempfile.TemporaryDirectory() as scratch:
         weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
         iteration = tf1_loop(weights, height, width, notebook)
-        peer = Peer(weights, height, width)
-        tf1_seconds, peer_seconds = take_turns([lambda: timed(iteration), peer.step],
-                                               iterations)
-        tf1_rss, peer_rss = peak_rss_mb(), peer.close()
-    peaks = matmul_peak_gflops()
+        helpers = [Helper("--peer", weights, height, width), Helper("--matmul", "tensorflow"),
+                   Helper("--matmul", "numpy")]
+        tf1_seconds, peer_seconds, *matmul_seconds = take_turns(
+            [lambda: timed(iteration)] + [helper.step for helper in helpers], iterations)
+        tf1_rss, peer_rss = peak_rss_mb(), helpers[0].close()
+        for helper in helpers[1:]:
+            helper.close()
+    peaks = {library: 2 * MATMUL_SIZE ** 3 / seconds / 1e9
+             for library, seconds in zip(["tensorflow", "numpy"], matmul_seconds)}
     peak_gflops = max(peaks.values())
     gflop = iteration_gflop(height, width, scaled_widths(scale))
     results = {
