@@ -220,8 +220,13 @@ class Helper:
 
 def take_turns(timers, iterations):
     """Call the timers (each runs something once and returns its seconds) in turn, WARM_UP +
-    iterations rounds; the median of each after the warm-up rounds."""
-    times = [[timer() for timer in timers] for _ in range(WARM_UP + iterations)]
+    iterations rounds, every other round in reverse order (so none always follows the same one,
+    whose threads may still be spinning); the median of each after the warm-up rounds."""
+    times = []
+    for round_ in range(WARM_UP + iterations):
+        order = range(len(timers)) if round_ % 2 == 0 else reversed(range(len(timers)))
+        seconds = {i: timers[i]() for i in order}
+        times.append([seconds[i] for i in range(len(timers))])
     return [statistics.median(column) for column in zip(*times[WARM_UP:])]
 
 
