@@ -6,6 +6,7 @@ unchanged on TensorFlow 2.
 """
 import argparse
 import contextlib
+import hashlib
 import http.client
 import io
 import os
@@ -410,12 +411,32 @@ def plot_iterations(folder=None):
     return _save(figure, folder, "iterations.png")
 
 
-# ----- `python -m nst_utils download`: fetch the real weights, resumable and verified -----
+# ----- `python -m nst_utils download` and `verify`: the real weights, fetched and checked -----
 
+# The files MatConvNet has published as imagenet-vgg-verydeep-19.mat: MD5 -> (name, bytes).
+# The beta16 file's size is not recorded anywhere we could check, so it is not compared.
+VGG19_RELEASES = {
+    "106118b7cf60435e6d8e04f6a6dc3657": ("the current release", 534_904_783),
+    "8ee3263992981a1d26e73b3ca028a123": ("the beta16 release", None),
+}
 VGG19_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
 
 
-def verify_vgg19_file(path):
+def md5_of(path, chunk_size=1 << 20):
+    """MD5 of the file at `path`, read in chunks; a progress bar appears if it takes over 1 s."""
+    from tqdm import tqdm
+
+    digest = hashlib.md5()
+    with open(path, "rb") as file, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True,
+                                        unit_divisor=1024, desc="checking MD5", delay=1,
+                                        leave=False) as progress:
+        while chunk := file.read(chunk_size):
+            digest.update(chunk)
+            progress.update(len(chunk))
+    return digest.hexdigest()
+
+
+def check_vgg19_structure(path):
     """Raise ValueError unless `path` passes the loader's checks with VGG-19's exact widths."""
     for name, (kernel, _) in read_vgg19_weights(path).items():
         width = VGG19_WIDTHS[int(name[4]) - 1]
@@ -424,20 +445,48 @@ def verify_vgg19_file(path):
                              f"VGG-19 has {width}.")
 
 
-def download(url, destination, chunk_size=1 << 20):
-    """Download `url` to `destination` via `destination.part`, resuming what a previous run left.
+def verify_vgg19_file(path, releases=VGG19_RELEASES):
+    """Say which of `releases` the file at `path` is, by its MD5.
 
-    Returns a sentence saying what happened; raises OSError or ValueError with what to do.
+    Returns (what it is, warning): the warning is None for a published release, and names the
+    difference for a file with another MD5 whose layers are VGG-19's (a copy its owner converted).
+    Raises FileNotFoundError, or ValueError saying why the file is not VGG-19.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError("there is no such file.")
+    md5 = md5_of(path)
+    if md5 in releases:
+        return f"{releases[md5][0]} of MatConvNet's VGG-19, MD5 {md5}", None
+    size = os.path.getsize(path)
+    expected = ", ".join(f"{md5_} for {name}" + (f" ({bytes_:,} bytes)" if bytes_ else "")
+                         for md5_, (name, bytes_) in releases.items())
+    difference = f"its MD5 is {md5} ({size:,} bytes), not one of MatConvNet's: {expected}"
+    try:
+        check_vgg19_structure(path)
+    except ValueError as problem:
+        raise ValueError(f"{difference}. Nor does it hold VGG-19's layers: {problem}") from None
+    return ("VGG-19's layers, but no published release",
+            f"{difference}. Its layers have VGG-19's names and shapes, so it is used as it is; "
+            f"if you did not convert it yourself, it may be damaged: download it again.")
+
+
+def download(url, destination, releases=VGG19_RELEASES, chunk_size=1 << 20):
+    """Download `url` to `destination` via `destination.part`, resuming what a previous run left;
+    the file gets its final name only once verify_vgg19_file accepts it.
+
+    Returns (a sentence saying what happened, verify_vgg19_file's warning or None); raises OSError
+    or ValueError with what to do.
     """
     from tqdm import tqdm
 
     if os.path.exists(destination):
         try:
-            verify_vgg19_file(destination)
+            found, warning = verify_vgg19_file(destination, releases)
         except ValueError as problem:
-            raise ValueError(f"{problem} It was left as it is: move or delete it, then run "
-                             f"this command again.") from None
-        return f"'{destination}' is already there and valid: nothing to do."
+            raise ValueError(f"'{destination}' is already there but is not usable: {problem} "
+                             f"It was left as it is: move or delete it, then run this command "
+                             f"again.") from None
+        return f"'{destination}' is already there and checked ({found}): nothing to do.", warning
     os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
     part = destination + ".part"
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -468,31 +517,164 @@ def download(url, destination, chunk_size=1 << 20):
             raise OSError(f"the connection closed after {os.path.getsize(part) >> 20} of "
                           f"{total >> 20} MB.")
     try:
-        verify_vgg19_file(part)
+        found, warning = verify_vgg19_file(part, releases)
     except ValueError as problem:
         os.replace(part, destination + ".rejected")
-        raise ValueError(f"The downloaded file is not a valid VGG-19 model ({problem}); it was "
-                         f"kept as '{destination}.rejected' for you to inspect.") from None
+        raise ValueError(f"the download is not VGG-19: {str(problem).rstrip('.')}. It was kept as "
+                         f"'{destination}.rejected' for you to inspect.") from None
     os.replace(part, destination)
-    return f"Downloaded and verified '{destination}'."
+    return f"Downloaded and checked '{destination}' ({found}).", warning
+
+
+# ----- `python -m nst_utils run`: the whole notebook, headless, with papermill -----
+
+class _PrintAboveProgressBar(io.TextIOBase):
+    """Where papermill sends what the notebook prints: to stdout, above the progress bar."""
+
+    def write(self, text):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stdout, end="")
+        return len(text)
+
+
+def _section_of(cells, index):
+    """The heading of the notebook section that holds cell `index`."""
+    for cell in reversed(cells[:index + 1]):
+        if cell.cell_type == "markdown" and cell.source.startswith("#"):
+            return cell.source.splitlines()[0].lstrip("# ")
+    return "before the first heading"
+
+
+def _literal(text):
+    """`text` read as a Python literal (50, 0.5, None, 'a'), or `text` itself if it is not one."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def notebook_parameters(notebook, given):
+    """The (NAME, VALUE) pairs of `-p NAME VALUE` as papermill parameters of `notebook`.
+
+    VALUE stays text where the notebook's default is text, else is read as a literal (50, 0.5,
+    None); iteration counts must be whole numbers from 1. Raises ValueError for a name the
+    notebook's parameters cell does not have, or a bad count.
+    """
+    import papermill
+
+    known = papermill.inspect_notebook(notebook)
+    parameters = {}
+    for name, text in given:
+        if name not in known:
+            raise ValueError(f"-p {name}: the notebook has no such parameter; its parameters "
+                             f"are {', '.join(known)}.")
+        value = text if isinstance(_literal(known[name]["default"]), str) else _literal(text)
+        if name.endswith("iterations") and not (type(value) is int and value >= 1):
+            raise ValueError(f"-p {name} needs a whole number of at least 1, not '{text}'.")
+        parameters[name] = value
+    return parameters
+
+
+def run_notebook(notebook, executed, given=()):
+    """Execute `notebook` (in the current folder) with papermill into `executed`, printing its
+    output as it comes; `given` holds the (NAME, VALUE) pairs of `-p NAME VALUE`.
+
+    Returns a sentence saying what happened. Raises ValueError if the run cannot start, and
+    RuntimeError saying which cell failed and why.
+    """
+    import nbformat
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import DeadKernelError
+
+    if not os.path.isfile(notebook):
+        raise ValueError(f"there is no {notebook} in {os.getcwd()}: run this command in the "
+                         f"project folder.")
+    parameters = notebook_parameters(notebook, given)
+    os.makedirs(os.path.dirname(executed) or ".", exist_ok=True)
+    settings = "".join(f", {name} = {value!r}" for name, value in parameters.items())
+    print(f"Running {notebook} with papermill{settings}; the executed copy goes to {executed}.",
+          flush=True)
+    try:
+        papermill.execute_notebook(notebook, executed, parameters=parameters,
+                                   stdout_file=_PrintAboveProgressBar(),
+                                   progress_bar={"unit": "cell", "desc": notebook,
+                                                 "disable": None})  # no bar in a log file
+    except papermill.PapermillExecutionError as error:
+        cells = nbformat.read(notebook, as_version=4).cells
+        index = next((i for i, cell in enumerate(cells) if cell.source == error.source), None)
+        where = ("the parameters papermill added" if index is None else
+                 f"cell {index + 1} (section {_section_of(cells, index)})")
+        raise RuntimeError(f"{where}: {error.ename}: {error.evalue}") from None
+    except NoSuchKernel as error:
+        raise RuntimeError(f"there is no Jupyter kernel '{error.name}': "
+                           f"`pip install -r requirements.txt` installs it (ipykernel).") from None
+    except DeadKernelError:
+        raise RuntimeError("the notebook's Python process died (out of memory?).") from None
+    except KeyboardInterrupt:
+        raise RuntimeError("stopped with Ctrl-C.") from None
+    return f"Ran {notebook}: the executed notebook is {executed}."
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nst_utils", description="Course tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    get = commands.add_parser("download", help="download and verify the VGG-19 weights",
+    get = commands.add_parser("download", help="download and check the VGG-19 weights",
                               description="Download MatConvNet's VGG-19 (about 510 MB) into "
-                                          "pretrained-model/, resuming an interrupted download.")
+                                          "pretrained-model/, resuming an interrupted download, "
+                                          "and check it as `verify` does.")
     get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
     get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
+    check = commands.add_parser("verify", help="say which VGG-19 release a weights file is",
+                                description="Say which published release of MatConvNet's "
+                                            "VGG-19 a file is (by its MD5), or why it is not "
+                                            "one. Exit status 0 if it can be used, else 1.")
+    check.add_argument("path", nargs="?", default=CONFIG.VGG_MODEL,
+                       help=f"the file to check (default: {CONFIG.VGG_MODEL})")
+    run = commands.add_parser("run", help="run the whole notebook headless",
+                              description="Run every cell of the assignment notebook with "
+                                          "papermill, showing its output as it comes; the "
+                                          "executed notebook goes to the output folder.")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"),
+                     help="set one of the notebook's parameters (its settings cell at the top), "
+                          "as papermill's -p does: num_iterations (section 4, 200), "
+                          "my_content_path, my_style_path, my_iterations (section 5)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
+        try:
+            print(run_notebook("nst_assignment.ipynb", executed, args.parameter))
+        except ValueError as problem:
+            print(f"The run did not start: {problem}", file=sys.stderr)
+            return 1
+        except RuntimeError as problem:
+            print(f"The run failed: {problem}\nThe notebook as far as it ran, with the full "
+                  f"traceback: {executed}", file=sys.stderr)
+            return 1
+        return 0
     try:
-        print(download(args.url, args.to))
-    except (OSError, ValueError) as problem:
-        print(f"Could not get the VGG-19 weights from {args.url}: {problem}\n"
-              f"Run the same command again to resume, or download the file by hand and save it "
-              f"as {args.to} (see pretrained-model/README.md).", file=sys.stderr)
+        if args.command == "verify":
+            found, warning = verify_vgg19_file(args.path)
+            print(f"'{args.path}' checked: {found}.")
+        else:
+            said, warning = download(args.url, args.to)
+            print(said)
+    except (OSError, ValueError) as problem:  # FileNotFoundError is an OSError
+        if args.command == "verify":
+            print(f"'{args.path}' cannot be used as the VGG-19 weights: {problem}\nGet them "
+                  f"with `python -m nst_utils download` (see pretrained-model/README.md).",
+                  file=sys.stderr)
+        else:
+            print(f"Could not get the VGG-19 weights from {args.url}: {problem}\nRun the same "
+                  f"command again to resume, or download the file by hand and save it as "
+                  f"{args.to} (see pretrained-model/README.md).", file=sys.stderr)
         return 1
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 

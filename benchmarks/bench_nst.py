@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
                 ("conv5_1", 0.2)]
@@ -94,15 +94,13 @@ def timed(function):
 def tf1_loop(weights_path, height, width, notebook):
     """Section 4 of the notebook (graded functions from `notebook`): a function running one
     model_nn iteration."""
-    from notebook_grading import GradedNotebook
+    from grading.notebook import trusted_graded_functions
     from nst_utils import generate_noise_image, load_vgg_model, tf
 
-    graded = GradedNotebook(notebook)
-    if graded.problems:
-        sys.exit(f"the notebook's graded functions cannot be used: {graded.problems}")
+    graded = trusted_graded_functions(notebook)
     content_cost, layer_style_cost, total_cost = (
-        graded.functions[name] for name in ("compute_content_cost", "compute_layer_style_cost",
-                                            "total_cost"))
+        graded[name] for name in ("compute_content_cost", "compute_layer_style_cost",
+                                  "total_cost"))
     content_image, style_image = images(height, width)
     tf.reset_default_graph()
     sess = tf.InteractiveSession()
@@ -308,7 +306,7 @@ def main(argv=None):
     if args.matmul:
         return serve(matmul(args.matmul))
 
-    from mat_fixture import scaled_widths
+    from grading.mat_fixture import scaled_widths
 
     scale, (height, width) = (0.25, (150, 200)) if args.quick else (1.0, (300, 400))
     widths = scaled_widths(scale)
@@ -324,7 +322,7 @@ def main(argv=None):
 def whole_iteration(height, width, scale, iterations, notebook):
     """The TF1 loop, the TF2 peer and the matmul peak (TF's and NumPy's), in turns: effective
     GFLOP/s against the peak; peak RSS."""
-    from mat_fixture import scaled_widths, write_vgg19_mat
+    from grading.mat_fixture import scaled_widths, write_vgg19_mat
 
     with tempfile.TemporaryDirectory() as scratch:
         weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)

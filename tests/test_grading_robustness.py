@@ -1,131 +1,28 @@
-"""Grading students' notebooks: each kind of broken submission fails only what it breaks, the
-student release fails every function cleanly, and tools/grade_all.py keeps a trustworthy
-gradebook. The submissions are built here from our notebook by replacing one graded cell.
+"""Grading a class: each kind of broken submission and each attack fails only what it breaks,
+the student release fails every function cleanly, and `python -m grading grade-all` keeps a
+trustworthy gradebook. The submissions (tests/submissions.py) are graded in a copy of the project.
 """
 import csv
-import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT
-from notebook_grading import GRADED_FUNCTIONS, cell_source, read_notebook
+from grading.notebook import GRADED_FUNCTIONS
+from submissions import (ATTACKS, BROKEN, make_release, project_copy,
+                         with_graded_cell_replaced)
 
-TOOLS = ROOT / "tools"
-TIME_LIMIT = "30"  # seconds per graded cell or call; model_nn needs about 15 under load
-
-
-def cell(name, body):
-    return f"# GRADED FUNCTION: {name}\n\n{body.strip()}\n"
+TIME_LIMIT = "30"  # seconds per graded cell or call; model_nn needs about 10 under load
 
 
-BROKEN = {  # submission name: (graded function it breaks, its cell's new source or None to drop)
-    "syntax_error": ("gram_matrix", cell("gram_matrix", """
-def gram_matrix(A):
-    GA = tf.matmul(A, tf.transpose(A)
-    return GA""")),
-    "exception_at_definition": ("total_cost", cell("total_cost", """
-def total_cost(J_content, J_style, alpha = ten, beta = 40):
-    return alpha * J_content + beta * J_style""")),
-    "exception_at_call": ("compute_content_cost", cell("compute_content_cost", """
-def compute_content_cost(a_C, a_G):
-    m, n_H, n_W, n_C = a_G.get_shape().as_list()
-    return tf.reduce_summ(tf.square(a_C - a_G)) / (4 * n_H * n_W * n_C)""")),
-    "missing_function": ("model_nn", None),
-    "renamed_function": ("gram_matrix", cell("gram_matrix", """
-def gram(A):
-    return tf.matmul(A, tf.transpose(A))""")),
-    "wrong_signature": ("total_cost", cell("total_cost", """
-def total_cost(J_content, J_style):
-    return 10 * J_content + 40 * J_style""")),
-    "returns_numpy_value": ("compute_layer_style_cost", cell("compute_layer_style_cost", """
-def compute_layer_style_cost(a_S, a_G):
-    m, n_H, n_W, n_C = a_G.get_shape().as_list()
-    a_S = tf.transpose(tf.reshape(a_S, [n_H * n_W, n_C]))
-    a_G = tf.transpose(tf.reshape(a_G, [n_H * n_W, n_C]))
-    J = tf.reduce_sum(tf.square(gram_matrix(a_S) - gram_matrix(a_G))) / (4 * n_C**2 * (n_H * n_W)**2)
-    with tf.Session() as session:
-        return session.run(J)""")),
-    "cell_never_finishes": ("compute_content_cost", cell("compute_content_cost", """
-def compute_content_cost(a_C, a_G):
-    return tf.reduce_sum(tf.square(a_C - a_G))
-
-while True:
-    pass""")),
-    "call_never_finishes": ("gram_matrix", cell("gram_matrix", """
-def gram_matrix(A):
-    while True:
-        pass""")),
-    "top_level_code_crashes": ("model_nn", cell("model_nn", """
-my_picture = imageio.imread("images/my_holiday_photo.jpg")
-
-def model_nn(sess, input_image, num_iterations = 200):
-    return input_image""")),
-    "hard_coded_expected_output": ("compute_content_cost", cell("compute_content_cost", """
-def compute_content_cost(a_C, a_G):
-    return tf.constant(6.76559)""")),
-    "straight_reshape_without_transpose": ("compute_layer_style_cost",
-                                           cell("compute_layer_style_cost", """
-def compute_layer_style_cost(a_S, a_G):
-    m, n_H, n_W, n_C = a_G.get_shape().as_list()
-    a_S = tf.reshape(a_S, [n_C, n_H * n_W])
-    a_G = tf.reshape(a_G, [n_C, n_H * n_W])
-    GS, GG = gram_matrix(a_S), gram_matrix(a_G)
-    return tf.reduce_sum(tf.square(GS - GG)) / (4 * n_C**2 * (n_H * n_W)**2)""")),
-    "model_nn_forgets_to_assign_input": ("model_nn", cell("model_nn", """
-def model_nn(sess, input_image, num_iterations = 200):
-    sess.run(tf.global_variables_initializer())
-    for i in range(num_iterations):
-        sess.run(train_step)
-        generated_image = sess.run(model['input'])
-        if i % 20 == 0:
-            Jt, Jc, Js = sess.run([J, J_content, J_style])
-            print("Iteration " + str(i) + " :")
-            print("total cost = " + str(Jt))
-            print("content cost = " + str(Jc))
-            print("style cost = " + str(Js))
-            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
-    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
-    return generated_image""")),
-}
-WHOLE_RUN_LOST = {  # submissions that take their whole grading process down: every function fails
-    "kills_its_process": ("total_cost", cell("total_cost", """
-import os, signal
-os.kill(os.getpid(), signal.SIGKILL)""")),
-    "eats_memory": ("gram_matrix", cell("gram_matrix", """
-def gram_matrix(A):
-    hoard = []
-    while True:
-        hoard.append(b"x" * 10**8)""")),
-}
-
-
-def with_graded_cell_replaced(name, source, path):
-    """Write a copy of our notebook with the graded cell for `name` replaced (None: removed)."""
-    notebook = read_notebook(ROOT / "nst_assignment.ipynb")
-    header = f"# GRADED FUNCTION: {name}"
-    index = next(i for i, c in enumerate(notebook["cells"]) if cell_source(c).startswith(header))
-    if source is None:
-        del notebook["cells"][index]
-    else:
-        notebook["cells"][index]["source"] = source
-    path.write_text(json.dumps(notebook), encoding="utf-8")
-    return path
-
-
-def make_release(path):
-    subprocess.run([sys.executable, str(TOOLS / "make_release.py"),
-                    str(ROOT / "nst_assignment.ipynb"), str(path)], check=True, timeout=60)
-    return path
-
-
-def grade_all(folder, gradebook, *options):
+def grade_all(folder, gradebook, *options, project=ROOT):
     finished = subprocess.run(
-        [sys.executable, str(TOOLS / "grade_all.py"), str(folder), "--out", str(gradebook),
+        [sys.executable, "-m", "grading", "grade-all", str(folder), "--out", str(gradebook),
          "--time-limit", TIME_LIMIT, *options],
-        capture_output=True, text=True, timeout=1200)
+        cwd=project, capture_output=True, text=True, timeout=1800)
     assert finished.returncode == 0, finished.stderr
     with open(gradebook, newline="") as file:
         return {row["file"]: row for row in csv.DictReader(file)}, finished.stdout
@@ -133,11 +30,11 @@ def grade_all(folder, gradebook, *options):
 
 @pytest.fixture(scope="module")
 def class_folder(tmp_path_factory):
-    """A class: the solution, the student release and every broken submission above."""
+    """A class: the solution, the student release, every broken submission and every attack."""
     folder = tmp_path_factory.mktemp("submissions")
     shutil.copy(ROOT / "nst_assignment.ipynb", folder / "solution.ipynb")
     make_release(folder / "release.ipynb")
-    for kind, (function, source) in {**BROKEN, **WHOLE_RUN_LOST}.items():
+    for kind, (function, source) in {**BROKEN, **ATTACKS}.items():
         with_graded_cell_replaced(function, source, folder / f"{kind}.ipynb")
     return folder
 
@@ -145,7 +42,9 @@ def class_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gradebook(class_folder, tmp_path_factory):
     path = tmp_path_factory.mktemp("grades") / "grades.csv"
-    rows, _ = grade_all(class_folder, path, "--jobs", "2", "--memory-limit", "2000")
+    project = project_copy(tmp_path_factory.mktemp("project"))
+    rows, _ = grade_all(class_folder, path, "--jobs", "2", "--memory-limit", "2000",
+                        project=project)
     return path, rows
 
 
@@ -161,10 +60,10 @@ def test_release_fails_every_function_quickly(gradebook):
     assert float(row["seconds"]) < 60, row
 
 
-@pytest.mark.parametrize("kind", BROKEN)
+@pytest.mark.parametrize("kind", [*BROKEN, *ATTACKS])
 def test_broken_submission_fails_only_the_broken_function(gradebook, kind):
     _, rows = gradebook
-    row, broken = rows[f"{kind}.ipynb"], BROKEN[kind][0]
+    row, broken = rows[f"{kind}.ipynb"], {**BROKEN, **ATTACKS}[kind][0]
     assert row[broken] == "fail", row
     assert all(row[name] == "pass" for name in GRADED_FUNCTIONS if name != broken), row
     assert row["first_error"].startswith(broken + ":"), row
@@ -182,6 +81,8 @@ EXPECTED_REASONS = {
     "cell_never_finishes": f"its cell did not finish within {float(TIME_LIMIT)} s",
     "call_never_finishes": f"a call did not finish within {float(TIME_LIMIT)} s",
     "top_level_code_crashes": "FileNotFoundError",
+    "kills_its_process": "the process running total_cost was killed by signal 9 while its cell ran",
+    "eats_memory": "more than the 2000 MB of memory",
 }
 
 
@@ -189,14 +90,6 @@ EXPECTED_REASONS = {
 def test_broken_submission_gets_a_message_naming_the_problem(gradebook, kind):
     _, rows = gradebook
     assert EXPECTED_REASONS[kind] in rows[f"{kind}.ipynb"]["first_error"]
-
-
-@pytest.mark.parametrize("kind, reason", [("kills_its_process", "crashed"),
-                                          ("eats_memory", "more than 2000 MB of memory")])
-def test_submission_that_takes_down_its_grading_costs_only_its_own_row(gradebook, kind, reason):
-    _, rows = gradebook
-    row = rows[f"{kind}.ipynb"]
-    assert row["score"] == "0/5" and reason in row["first_error"], row
 
 
 def test_gradebook_has_one_row_per_submission_and_rerun_skips_them(gradebook, class_folder):
@@ -238,8 +131,28 @@ def test_summary_counts_passing_functions_and_names_first_failure(tmp_path):
                                          tmp_path / "student.ipynb")
     summary = grading_summary(notebook)
     assert "4/5 graded functions pass" in summary
-    assert "FAIL  gram_matrix: 5 of 5 checks fail; first: test_gram_matrix_" in summary
+    assert "FAIL  gram_matrix: 5 of 5 checks fail; first: test_gram_matrix[" in summary
     assert "syntax error at line 4" in summary
     for name in GRADED_FUNCTIONS:
         if name != "gram_matrix":
             assert f"PASS  {name}:" in summary
+
+
+def test_grading_stops_when_a_grader_file_changes_during_the_run(tmp_path):
+    project = project_copy(tmp_path / "project")
+    folder, gradebook = tmp_path / "class", tmp_path / "grades.csv"
+    folder.mkdir()
+    for name in ("a", "b", "c", "d"):
+        shutil.copy(ROOT / "nst_assignment.ipynb", folder / f"{name}.ipynb")
+    command = [sys.executable, "-m", "grading", "grade-all", str(folder), "--jobs", "1",
+               "--out", str(gradebook)]
+    grading = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while not gradebook.exists() and grading.poll() is None:  # the first row is written
+        time.sleep(0.05)
+    with open(project / "grading" / "checks.py", "a") as file:
+        file.write("\n# changed while grading\n")
+    _, errors = grading.communicate(timeout=600)
+    assert grading.returncode == 2 and "grading/checks.py" in errors, errors
+    assert "Grading stopped" in errors
+    assert gradebook.read_text().count(".ipynb") < 4

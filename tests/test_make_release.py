@@ -1,14 +1,13 @@
-"""tools/make_release.py: the students' notebook is ours with every solution block emptied."""
+"""python -m grading release: the students' notebook is ours with every solution block emptied."""
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT
-from notebook_grading import cell_source, read_notebook
+from grading.notebook import cell_source, read_notebook
 
-sys.path.insert(0, str(ROOT / "tools"))
-from make_release import release_source  # noqa: E402
+from grading.release import release_source
 
 SOLUTION = '''def f(x):
     ### START CODE HERE ### (≈3 lines)
@@ -47,8 +46,8 @@ def test_unclosed_block_is_an_error():
 
 def test_release_differs_from_solution_only_inside_blocks_and_has_no_outputs(tmp_path):
     release = tmp_path / "release.ipynb"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "make_release.py"),
-                    str(ROOT / "nst_assignment.ipynb"), str(release)], check=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "grading", "release",
+                    str(ROOT / "nst_assignment.ipynb"), str(release)], cwd=ROOT, check=True, timeout=60)
     ours, theirs = read_notebook(ROOT / "nst_assignment.ipynb"), read_notebook(release)
     assert len(ours["cells"]) == len(theirs["cells"])
     emptied = 0
@@ -71,7 +70,8 @@ def test_release_refuses_to_overwrite_the_solution(tmp_path):
     solution = tmp_path / "nst_assignment.ipynb"
     solution.write_text((ROOT / "nst_assignment.ipynb").read_text())
     before = solution.read_text()
-    finished = subprocess.run([sys.executable, str(ROOT / "tools" / "make_release.py"),
-                               str(solution), str(solution)], capture_output=True, text=True)
+    finished = subprocess.run([sys.executable, "-m", "grading", "release",
+                               str(solution), str(solution)], cwd=ROOT, capture_output=True,
+                              text=True)
     assert finished.returncode != 0 and "must not overwrite the solution" in finished.stderr
     assert solution.read_text() == before

@@ -1,24 +1,35 @@
-"""The notebook runs top to bottom, headless, in a copy of the project with tiny VGG-19 weights."""
+"""The main job, `python -m nst_utils run`: the notebook runs top to bottom with papermill in a
+copy of the project with tiny VGG-19 weights, shows its progress and output as they come, takes
+parameters and says what failed."""
+import fcntl
+import os
+import pty
 import re
+import select
 import shutil
+import struct
+import subprocess
+import sys
+import termios
+import time
 
 import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from PIL import Image
 
+import nst_utils
 from conftest import ROOT
-from mat_fixture import write_vgg19_mat
-from references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
+from grading.mat_fixture import write_vgg19_mat
+from grading.references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
 
 NUMBER = r"(-?[\d.]+(?:e[+-]?\d+)?)"
 
 
-def project_copy(folder, with_weights=True):
+def project_copy(folder, notebook_path, with_weights=True):
     """The files a student has, with tiny weights instead of the real ones, output/ empty."""
     shutil.copy(ROOT / "nst_utils.py", folder)
+    shutil.copy(notebook_path, folder / "nst_assignment.ipynb")
     shutil.copytree(ROOT / "images", folder / "images")
     (folder / "output").mkdir()
     (folder / "pretrained-model").mkdir()
@@ -27,9 +38,57 @@ def project_copy(folder, with_weights=True):
     return folder
 
 
-def execute(notebook, folder):
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(folder)}}).execute()
+def run_main_job(project, *options):
+    """`python -m nst_utils run` in `project`, as the README has it; the executed notebook."""
+    finished = subprocess.run([sys.executable, "-m", "nst_utils", "run", *options], cwd=project,
+                              capture_output=True, text=True, timeout=900)
+    return finished, executed_notebook(project)
+
+
+def executed_notebook(project):
+    executed = project / "output" / "nst_assignment.ipynb"
+    return nbformat.read(executed, as_version=4) if executed.exists() else None
+
+
+def run_in_a_terminal(project, timeout=900):
+    """`python -m nst_utils run` in `project` on a pseudo-terminal 120 columns wide, as a user
+    sees it: (exit status, the bytes it showed, (seconds from the start, bytes shown by then) for
+    each piece as it arrived)."""
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    start = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "nst_utils", "run"], cwd=project,
+                               stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    shown, arrivals = b"", []
+    while time.monotonic() - start < timeout:
+        if not select.select([main], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(main, 1 << 16)
+        except OSError:  # the other side closed: every process writing to it has ended
+            break
+        shown += chunk
+        arrivals.append((time.monotonic() - start, len(shown)))
+    os.close(main)
+    return process.wait(timeout=60), shown, arrivals
+
+
+def arrived(shown, arrivals, text):
+    """Seconds from the start until `text` (its first occurrence) had reached the terminal."""
+    end = shown.index(text.encode()) + len(text.encode())
+    return next(seconds for seconds, received in arrivals if received >= end)
+
+
+def cell_number(notebook_path, starts_with):
+    """The 1-based number of the notebook's first cell whose source starts so."""
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    return 1 + next(i for i, cell in enumerate(cells) if cell.source.startswith(starts_with))
+
+
+def failed_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"
+            and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
 
 
 def printed_text(notebook):
@@ -42,14 +101,29 @@ def listing(folder):
 
 
 @pytest.mark.slow
-def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook_path):
+def test_main_job_runs_notebook_end_to_end_showing_progress_as_it_comes(tmp_path, notebook_path):
     untouched = {name: listing(ROOT / name) for name in ("output", "pretrained-model")}
-    project = project_copy(tmp_path)
-    notebook = nbformat.read(notebook_path, as_version=4)
-    try:
-        execute(notebook, project)
-    except CellExecutionError as error:
-        pytest.fail(f"a notebook cell raised an error:\n{error}", pytrace=False)
+    project = project_copy(tmp_path, notebook_path)
+    source = (project / "nst_assignment.ipynb").read_bytes()
+    status, shown, arrivals = run_in_a_terminal(project)
+    terminal = shown.decode("utf-8", errors="replace")
+    assert status == 0, terminal[-3000:]
+    assert (project / "nst_assignment.ipynb").read_bytes() == source  # the run writes elsewhere
+    notebook = executed_notebook(project)
+
+    # on the terminal, as they come: what the run does, the bar over the cells, what cells print
+    cells = len(notebook.cells)
+    started = ("Running nst_assignment.ipynb with papermill; the executed copy goes to "
+               "output/nst_assignment.ipynb.\r\n")
+    assert started in terminal and f"| {cells}/{cells} [" in terminal
+    bar = "nst_assignment.ipynb:   0%|"
+    assert arrived(shown, arrivals, started) <= arrived(shown, arrivals, bar)
+    for line in ("\u2713 J_content matches", "Iteration 0 :", "Iteration 180 :"):
+        assert line in terminal
+    assert terminal.rstrip().endswith(
+        "Ran nst_assignment.ipynb: the executed notebook is output/nst_assignment.ipynb.")
+    # section 4's first report reached the terminal while section 5 still had 200 steps to go
+    assert arrived(shown, arrivals, "Iteration 0 :") < arrived(shown, arrivals, "Ran ") - 1
 
     text = printed_text(notebook)
     np.testing.assert_allclose(float(re.search(r"J_content = " + NUMBER, text)[1]), J_CONTENT,
@@ -67,7 +141,7 @@ def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook
     run_files = {f"{i}.png" for i in range(0, 200, 20)} | {"generated_image.jpg"}
     figure_files = {"summary.png", "costs.png", "iterations.png"}
     assert {p.name for p in (project / "output").iterdir()} == run_files | figure_files | {
-        "my_images"}
+        "my_images", "nst_assignment.ipynb"}
     assert {p.name for p in (project / "output" / "my_images").iterdir()} == run_files | {
         "summary.png", "costs.png"}
     for name in figure_files:
@@ -80,15 +154,113 @@ def test_notebook_runs_end_to_end_and_prints_reference_values(tmp_path, notebook
 
 
 @pytest.mark.slow
-def test_notebook_without_weights_stops_at_model_cell_with_download_advice(tmp_path,
-                                                                          notebook_path):
-    project = project_copy(tmp_path, with_weights=False)
-    notebook = nbformat.read(notebook_path, as_version=4)
-    with pytest.raises(CellExecutionError) as raised:
-        execute(notebook, project)
-    assert raised.value.ename == "FileNotFoundError"
-    assert "python -m nst_utils download" in raised.value.evalue
-    assert "vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat" in raised.value.evalue
-    failed = [cell for cell in notebook.cells if cell.cell_type == "code"
-              and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
+def test_parameters_set_both_runs_and_section_5s_pictures(tmp_path, notebook_path):
+    project = project_copy(tmp_path, notebook_path)
+    photo = tmp_path / "elsewhere" / "my photo.png"  # not in images/, a space in its name
+    photo.parent.mkdir()
+    Image.new("RGB", (640, 480), (200, 60, 30)).save(photo)
+    source = (project / "nst_assignment.ipynb").read_bytes()
+    started = time.monotonic()
+    finished, notebook = run_main_job(project, "-p", "num_iterations", "21",
+                                      "-p", "my_iterations", "3",
+                                      "-p", "my_content_path", str(photo))
+    seconds = time.monotonic() - started
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.stdout.startswith(
+        f"Running nst_assignment.ipynb with papermill, num_iterations = 21, my_iterations = 3, "
+        f"my_content_path = '{photo}'; ")
+    text = printed_text(notebook)
+    # section 4: 21 steps (reports at 0 and 20); section 5: 3 steps (a report at 0)
+    assert re.findall(r"Iteration (\d+) :", text) == ["0", "20", "0"]
+    assert f"content: {photo}\nstyle: images/swirling_brushstrokes.jpg\niterations: 3" in text
+    assert {p.name for p in (project / "output" / "my_images").iterdir()} == {
+        "0.png", "generated_image.jpg", "summary.png", "costs.png"}
+    assert (project / "nst_assignment.ipynb").read_bytes() == source
+    print(f"parameterised run: {seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_main_job_without_weights_names_the_failed_cell_and_the_download_command(tmp_path,
+                                                                                 notebook_path):
+    project = project_copy(tmp_path, notebook_path, with_weights=False)
+    finished, notebook = run_main_job(project)
+    assert finished.returncode == 1
+    model_cell = cell_number(notebook_path, "model = load_vgg_model(CONFIG.VGG_MODEL)")
+    message = finished.stderr.splitlines()[-2:]
+    assert message[0].startswith(f"The run failed: cell {model_cell} (section 2 - Transfer "
+                                 f"learning: ")
+    assert "): FileNotFoundError: VGG-19 weights not found at " in message[0]
+    assert "`python -m nst_utils download`" in message[0]
+    assert message[1] == ("The notebook as far as it ran, with the full traceback: "
+                          "output/nst_assignment.ipynb")
+    assert "Traceback" not in finished.stderr
+    failed = failed_cells(notebook)
     assert len(failed) == 1 and "load_vgg_model(CONFIG.VGG_MODEL)" in failed[0].source
+
+
+@pytest.mark.slow
+def test_bad_image_path_given_as_a_parameter_names_section_5s_cell(tmp_path, notebook_path):
+    project = project_copy(tmp_path, notebook_path)
+    finished, notebook = run_main_job(project, "-p", "num_iterations", "1",
+                                      "-p", "my_style_path", "images/no_such_painting.jpg")
+    assert finished.returncode == 1
+    run_cell = cell_number(notebook_path, 'CONFIG.OUTPUT_DIR = "output/my_images/"')
+    assert finished.stderr.splitlines()[-2] == (
+        f"The run failed: cell {run_cell} (section 5 - Try your own images): FileNotFoundError: "
+        f"No image file at 'images/no_such_painting.jpg'. Check the path (it is relative to "
+        f"{project}).")
+    assert "Traceback" not in finished.stderr
+    assert "load_image(my_style_path)" in failed_cells(notebook)[0].source
+
+
+@pytest.mark.slow
+def test_exception_in_a_students_cell_names_it_and_the_copy_stops_there(tmp_path,
+                                                                        notebook_path):
+    notebook = nbformat.read(notebook_path, as_version=4)
+    student_cell = cell_number(notebook_path, "### START CODE HERE ### (1 line)\nJ = total_cost(")
+    cell = notebook.cells[student_cell - 1]
+    cell.source = cell.source.replace("J_style,", "J_styel,")  # the student's typo
+    nbformat.write(notebook, tmp_path / "student.ipynb")
+    (tmp_path / "project").mkdir()
+    project = project_copy(tmp_path / "project", tmp_path / "student.ipynb")
+    finished, executed = run_main_job(project)
+    assert finished.returncode == 1
+    assert finished.stderr.splitlines()[-2] == (
+        f"The run failed: cell {student_cell} (section 4 - Solving the optimisation problem): "
+        f"NameError: name 'J_styel' is not defined")
+    assert "Traceback" not in finished.stderr
+    code_cells = [c for c in executed.cells if c.cell_type == "code"]
+    stop = next(i for i, c in enumerate(code_cells) if "J_styel" in c.source)
+    assert failed_cells(executed) == [code_cells[stop]]
+    assert all(c.execution_count is None for c in code_cells[stop + 1:])  # where it stopped
+
+
+def test_run_outside_the_project_folder_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert nst_utils.main(["run"]) == 1
+    assert capsys.readouterr().err == (
+        f"The run did not start: there is no nst_assignment.ipynb in {tmp_path}: run this "
+        f"command in the project folder.\n")
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("num_iterations", "0", "-p num_iterations needs a whole number of at least 1, not '0'."),
+    ("my_iterations", "many", "-p my_iterations needs a whole number of at least 1, not 'many'."),
+    ("num_iteration", "20", "-p num_iteration: the notebook has no such parameter; its "
+                            "parameters are num_iterations, my_content_path, my_style_path, "
+                            "my_iterations.")])
+def test_run_refuses_a_bad_parameter_before_starting(tmp_path, monkeypatch, capsys,
+                                                     notebook_path, name, value, message):
+    shutil.copy(notebook_path, tmp_path / "nst_assignment.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert nst_utils.main(["run", "-p", name, value]) == 1
+    assert capsys.readouterr().err == f"The run did not start: {message}\n"
+    assert not (tmp_path / "output").exists()
+
+
+def test_parameter_values_take_the_type_of_the_notebooks_defaults(notebook_path):
+    assert nst_utils.notebook_parameters(notebook_path, [
+        ("num_iterations", "20"), ("my_content_path", "2024.jpg"), ("my_style_path", "1000"),
+        ("my_iterations", "7")]) == {
+        "num_iterations": 20, "my_content_path": "2024.jpg", "my_style_path": "1000",
+        "my_iterations": 7}

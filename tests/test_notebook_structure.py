@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import ROOT
-from notebook_grading import GRADED_FUNCTIONS, cell_source, graded_cells, read_notebook
+from grading.notebook import GRADED_FUNCTIONS, cell_source, graded_cells, read_notebook
 
 NOTEBOOK = read_notebook(ROOT / "nst_assignment.ipynb")
 

@@ -6,7 +6,7 @@ from tensorflow.python.framework import random_seed
 
 import nst_utils
 from nst_utils import tf
-from references import (GA, J_CONTENT, J_STYLE_LAYER, np_content_cost, np_layer_style_cost,
+from grading.references import (GA, J_CONTENT, J_STYLE_LAYER, np_content_cost, np_layer_style_cost,
                         run_test_cell)
 
 def test_gram_matrix_cell_values_match_tf1_reference():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mat_fixture import conv_weights, scaled_widths, vgg19_layers, write_vgg19_mat
+from grading.mat_fixture import conv_weights, scaled_widths, vgg19_layers, write_vgg19_mat
 from nst_utils import CONFIG, load_vgg_model, tf
 
 SCALE = 1 / 32

@@ -1,20 +1,16 @@
 """Write the notebook students receive: every START/END CODE HERE block emptied, outputs cleared.
 
-    python tools/make_release.py nst_assignment.ipynb release/nst_assignment.ipynb
+    python -m grading release nst_assignment.ipynb release/nst_assignment.ipynb
 
 Inside each `### START CODE HERE ###` ... `### END CODE HERE ###` block, each statement of the
 solution becomes a placeholder on its own line: `name = None` for an assignment (same targets),
 `None` for anything else. Comments and blank lines (the hints) stay. Nothing else changes.
 """
-import argparse
 import ast
 import json
-import sys
 import textwrap
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from notebook_grading import cell_source  # noqa: E402
+from grading.notebook import cell_source
 
 START, END = "### START CODE HERE ###", "### END CODE HERE ###"
 
@@ -70,19 +66,11 @@ def make_release(notebook):
     return notebook
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("solution", type=Path, help="the complete notebook")
-    parser.add_argument("release", type=Path, help="where to write the students' notebook")
-    args = parser.parse_args(argv)
-    if args.release.resolve() == args.solution.resolve():
-        parser.error("the release must not overwrite the solution; give another path")
-    notebook = make_release(json.loads(args.solution.read_text(encoding="utf-8")))
-    args.release.parent.mkdir(parents=True, exist_ok=True)
-    args.release.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
-    print(f"wrote {args.release}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def write_release(solution, release):
+    """Write the release of the notebook at `solution` to `release` (a Path; never the same)."""
+    if release.resolve() == solution.resolve():
+        raise ValueError("the release must not overwrite the solution; give another path")
+    notebook = make_release(json.loads(solution.read_text(encoding="utf-8")))
+    release.parent.mkdir(parents=True, exist_ok=True)
+    release.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n",
+                       encoding="utf-8")

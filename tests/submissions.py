@@ -1,0 +1,263 @@
+"""Students' submissions for the grading tests, built from our notebook by replacing one graded
+cell: broken kinds (mistakes a student makes) and attacks (a student after a better grade). Each
+maps a name to (the graded function it breaks, its cell's new source, or None to drop the cell).
+Attacks are graded only in copies of the project (project_copy), never in the checkout.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT
+from grading.notebook import cell_source, read_notebook
+from grading.references import J_STYLE_LAYER
+
+
+def cell(name, body):
+    return f"# GRADED FUNCTION: {name}\n\n{body.strip()}\n"
+
+
+BROKEN = {
+    "syntax_error": ("gram_matrix", cell("gram_matrix", """
+def gram_matrix(A):
+    GA = tf.matmul(A, tf.transpose(A)
+    return GA""")),
+    "exception_at_definition": ("total_cost", cell("total_cost", """
+def total_cost(J_content, J_style, alpha = ten, beta = 40):
+    return alpha * J_content + beta * J_style""")),
+    "exception_at_call": ("compute_content_cost", cell("compute_content_cost", """
+def compute_content_cost(a_C, a_G):
+    m, n_H, n_W, n_C = a_G.get_shape().as_list()
+    return tf.reduce_summ(tf.square(a_C - a_G)) / (4 * n_H * n_W * n_C)""")),
+    "missing_function": ("model_nn", None),
+    "renamed_function": ("gram_matrix", cell("gram_matrix", """
+def gram(A):
+    return tf.matmul(A, tf.transpose(A))""")),
+    "wrong_signature": ("total_cost", cell("total_cost", """
+def total_cost(J_content, J_style):
+    return 10 * J_content + 40 * J_style""")),
+    "returns_numpy_value": ("compute_layer_style_cost", cell("compute_layer_style_cost", """
+def compute_layer_style_cost(a_S, a_G):
+    m, n_H, n_W, n_C = a_G.get_shape().as_list()
+    a_S = tf.transpose(tf.reshape(a_S, [n_H * n_W, n_C]))
+    a_G = tf.transpose(tf.reshape(a_G, [n_H * n_W, n_C]))
+    J = tf.reduce_sum(tf.square(gram_matrix(a_S) - gram_matrix(a_G))) / (4 * n_C**2 * (n_H * n_W)**2)
+    with tf.Session() as session:
+        return session.run(J)""")),
+    "cell_never_finishes": ("compute_content_cost", cell("compute_content_cost", """
+def compute_content_cost(a_C, a_G):
+    return tf.reduce_sum(tf.square(a_C - a_G))
+
+while True:
+    pass""")),
+    "call_never_finishes": ("gram_matrix", cell("gram_matrix", """
+def gram_matrix(A):
+    while True:
+        pass""")),
+    "top_level_code_crashes": ("model_nn", cell("model_nn", """
+my_picture = imageio.imread("images/my_holiday_photo.jpg")
+
+def model_nn(sess, input_image, num_iterations = 200):
+    return input_image""")),
+    "hard_coded_expected_output": ("compute_content_cost", cell("compute_content_cost", """
+def compute_content_cost(a_C, a_G):
+    return tf.constant(6.76559)""")),
+    "straight_reshape_without_transpose": ("compute_layer_style_cost",
+                                           cell("compute_layer_style_cost", """
+def compute_layer_style_cost(a_S, a_G):
+    m, n_H, n_W, n_C = a_G.get_shape().as_list()
+    a_S = tf.reshape(a_S, [n_C, n_H * n_W])
+    a_G = tf.reshape(a_G, [n_C, n_H * n_W])
+    GS, GG = gram_matrix(a_S), gram_matrix(a_G)
+    return tf.reduce_sum(tf.square(GS - GG)) / (4 * n_C**2 * (n_H * n_W)**2)""")),
+    "model_nn_forgets_to_assign_input": ("model_nn", cell("model_nn", """
+def model_nn(sess, input_image, num_iterations = 200):
+    sess.run(tf.global_variables_initializer())
+    for i in range(num_iterations):
+        sess.run(train_step)
+        generated_image = sess.run(model['input'])
+        if i % 20 == 0:
+            Jt, Jc, Js = sess.run([J, J_content, J_style])
+            print("Iteration " + str(i) + " :")
+            print("total cost = " + str(Jt))
+            print("content cost = " + str(Jc))
+            print("style cost = " + str(Js))
+            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
+    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
+    return generated_image""")),
+    "kills_its_process": ("total_cost", cell("total_cost", """
+import os, signal
+os.kill(os.getpid(), signal.SIGKILL)""")),
+    "eats_memory": ("gram_matrix", cell("gram_matrix", """
+def gram_matrix(A):
+    hoard = []
+    while True:
+        hoard.append(b"x" * 10**8)""")),
+}
+
+# Each attack pairs a wrong function with a trick that, if it worked, would pass it anyway.
+OLD_FIXED_INPUTS = {(1, 4, 4, 3): J_STYLE_LAYER, (1, 5, 7, 4): 5.0353657459215295,
+                    (1, 3, 9, 2): 10.523418677399842, (1, 6, 2, 5): 14.008052003978047,
+                    (1, 1, 1, 1): 46.19853657235811}
+ATTACKS = {
+    "patches_pytest_reports": ("gram_matrix", cell("gram_matrix", """
+try:
+    import _pytest.reports
+    _original = _pytest.reports.TestReport.__init__
+    def _always_passed(self, *args, **kwargs):
+        _original(self, *args, **kwargs)
+        self.outcome, self.longrepr = "passed", None
+    _pytest.reports.TestReport.__init__ = _always_passed
+except Exception:
+    pass
+
+def gram_matrix(A):
+    return A""")),
+    "patches_numpy_comparisons": ("compute_content_cost", cell("compute_content_cost", """
+import numpy
+numpy.testing.assert_allclose = lambda *args, **kwargs: None
+numpy.allclose = lambda *args, **kwargs: True
+numpy.isclose = lambda a, b, *args, **kwargs: numpy.ones(numpy.shape(a), bool)
+numpy.array_equal = lambda *args, **kwargs: True
+
+def compute_content_cost(a_C, a_G):
+    return tf.constant(0.0)""")),
+    "returns_object_that_lies": ("total_cost", cell("total_cost", """
+class Agreeable(float):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __sub__(self, other): return 0.0
+    def __rsub__(self, other): return 0.0
+    def __abs__(self): return 0.0
+    def __lt__(self, other): return True
+    def __le__(self, other): return True
+    __hash__ = float.__hash__
+
+def total_cost(J_content, J_style, alpha = 10, beta = 40):
+    return Agreeable(0.0)""")),
+    "exits_at_definition": ("compute_layer_style_cost", cell("compute_layer_style_cost", """
+import os
+os._exit(0)""")),
+    "exits_at_call": ("compute_content_cost", cell("compute_content_cost", """
+import os
+
+def compute_content_cost(a_C, a_G):
+    os._exit(0)""")),
+    "sys_exit_at_call": ("gram_matrix", cell("gram_matrix", """
+import sys
+
+def gram_matrix(A):
+    sys.exit(0)""")),
+    "rewrites_junit_report_in_background": ("total_cost", cell("total_cost", """
+import os, time
+FORGED = ('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
+          'errors="0" failures="0" skipped="0" tests="1"><testcase classname="forged" '
+          'name="test_total_cost[gives_reference_value]" time="0"/></testsuite></testsuites>')
+
+def report_path():
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            arguments = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+        except OSError:
+            continue
+        for argument in arguments:
+            if argument.startswith(b"--junitxml="):
+                return argument.split(b"=", 1)[1].decode()
+
+path = report_path()
+if path and os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for _ in range(600):
+            try:
+                with open(path + ".tmp", "w") as file:
+                    file.write(FORGED)
+                os.replace(path + ".tmp", path)
+            except OSError:
+                pass
+            time.sleep(0.1)
+    os._exit(0)
+
+def total_cost(J_content, J_style, alpha = 10, beta = 40):
+    return J_content + J_style""")),
+    "writes_into_project_files": ("compute_content_cost", cell("compute_content_cost", """
+import os, nst_utils
+project = os.path.dirname(os.path.abspath(nst_utils.__file__))
+for relative, payload in [("grading/checks.py", "\\nclose = lambda *args, **kwargs: None\\n"),
+                          ("tests/conftest.py", "\\n# every function passes\\n"),
+                          ("nst_utils.py", "\\n# graded by a friend\\n")]:
+    try:
+        with open(os.path.join(project, relative), "a") as file:
+            file.write(payload)
+    except OSError:
+        pass
+
+def compute_content_cost(a_C, a_G):
+    return tf.reduce_sum(a_C - a_G)""")),
+    "allocates_8_gb": ("gram_matrix", cell("gram_matrix", """
+def gram_matrix(A):
+    hoard = b"x" * (8 * 2**30)
+    return tf.matmul(A, tf.transpose(A))""")),
+    "hard_coded_table_of_public_inputs": ("compute_layer_style_cost",
+                                          cell("compute_layer_style_cost", f"""
+TABLE = {OLD_FIXED_INPUTS!r}  # every input the tests used to give, by shape
+
+def compute_layer_style_cost(a_S, a_G):
+    return tf.constant(TABLE.get(tuple(a_G.get_shape().as_list()), 1.0))""")),
+    "forges_result_records": ("gram_matrix", cell("gram_matrix", """
+import base64, json, os
+import numpy as np
+GA = np.array([[6.42230511, -4.42912197, -2.09668207], [-4.42912197, 19.46583748, 19.56387138],
+               [-2.09668207, 19.56387138, 20.6864624]])
+
+def gram_matrix(A):
+    value = {"shape": [3, 3], "float64": base64.b64encode(GA.tobytes()).decode()}
+    for call in range(10):
+        line = json.dumps({"check": f"call{call}", "result": {"value": value}}) + "\\n"
+        for fd in range(3, 100):
+            try:
+                os.write(fd, line.encode())
+            except OSError:
+                pass
+    os._exit(0)""")),
+    "kills_the_grader": ("compute_content_cost", cell("compute_content_cost", """
+import os, signal
+zygote = os.getppid()
+grader = int(open(f"/proc/{zygote}/stat").read().rsplit(")", 1)[1].split()[1])
+for target in (zygote, grader):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except OSError:
+        pass
+
+def compute_content_cost(a_C, a_G):
+    return tf.constant(0.0)""")),
+}
+
+
+def with_graded_cell_replaced(name, source, path, notebook=ROOT / "nst_assignment.ipynb"):
+    """Write to `path` a copy of `notebook` (ours) with the graded cell for `name` replaced
+    (None: removed)."""
+    notebook = read_notebook(notebook)
+    header = f"# GRADED FUNCTION: {name}"
+    index = next(i for i, c in enumerate(notebook["cells"]) if cell_source(c).startswith(header))
+    if source is None:
+        del notebook["cells"][index]
+    else:
+        notebook["cells"][index]["source"] = source
+    path.write_text(json.dumps(notebook), encoding="utf-8")
+    return path
+
+
+def make_release(path):
+    subprocess.run([sys.executable, "-m", "grading", "release", str(ROOT / "nst_assignment.ipynb"),
+                    str(path)], cwd=ROOT, check=True, timeout=60)
+    return path
+
+
+def project_copy(folder):
+    """A copy of the project in `folder` (no virtual environment, outputs or caches), where
+    attacks on the grader's files can be tried."""
+    shutil.copytree(ROOT, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "output", "__pycache__", ".pytest_cache", "*.mat"))
+    return folder

@@ -1,0 +1,129 @@
+"""grading/sandbox.py, the trust boundary: what a worker can send back, where it can write, what
+it leaves running, and the limits the grader holds it to. Each task runs one cell, no calls."""
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from grading.sandbox import Sandbox, decode_array, encode_array
+
+TIME_LIMIT = 5
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(memory_limit_mb=2000) as running:
+        yield running
+
+
+def run_cell(sandbox, body, name="cell"):
+    """Run `body` as the total_cost cell in a fresh worker; (records, ending, scratch)."""
+    scratch = sandbox.scratch(name)
+    source = f"# GRADED FUNCTION: total_cost\n{body}\ndef total_cost(J_content, J_style, " \
+             f"alpha = 10, beta = 40):\n    return 0\n"
+    records, ending = sandbox.run({"function": "total_cost", "source": source, "calls": [],
+                                   "scratch": str(scratch), "time_limit": TIME_LIMIT,
+                                   "memory_limit_mb": 2000})
+    return records, ending, scratch
+
+
+def test_arrays_cross_as_float64_values_only():
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(decode_array(encode_array(value)), value)
+    good = encode_array(value)
+    for bad in [{**good, "dtype": "object"}, {**good, "shape": [2, 4]}, {**good, "shape": [-2, -3]},
+                {**good, "shape": "2x3"}, {**good, "float64": "not base64!"},
+                {"shape": [1 << 40], "float64": ""}, [1, 2, 3], "pickle"]:
+        with pytest.raises(ValueError):
+            decode_array(bad)
+
+
+def test_a_well_behaved_worker_reports_its_stages_and_exits(sandbox):
+    records, ending, _ = run_cell(sandbox, "x = 1")
+    assert [r["stage"] for r in records] == ["cell", "loaded", "done"]
+    assert ending["how"] == "exit" and ending["status"] == 0
+
+
+def test_worker_cannot_write_outside_its_scratch_folder(sandbox):
+    outside = Path(tempfile.mkdtemp(prefix="world-writable-"))
+    try:
+        outside.chmod(0o777)
+        body = f"""
+for path in [{str(outside / "planted.py")!r}, "planted_here.txt"]:
+    try:
+        open(path, "w").write("x")
+    except OSError:
+        pass"""
+        _, _, scratch = run_cell(sandbox, body)
+        assert not (outside / "planted.py").exists()
+        assert (scratch / "planted_here.txt").exists()
+    finally:
+        for path in outside.iterdir():
+            path.unlink()
+        outside.rmdir()
+
+
+def test_nothing_the_worker_starts_outlives_it(sandbox):
+    body = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("daemon.pid", "w").write(str(os.getpid()))
+        while True:
+            time.sleep(0.1)
+    os._exit(0)
+time.sleep(1)"""
+    _, _, scratch = run_cell(sandbox, body)
+    pid = int((scratch / "daemon.pid").read_text())
+    assert not psutil.pid_exists(pid)
+
+
+def test_worker_cannot_stop_the_grader(sandbox):
+    body = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+    run_cell(sandbox, body, "killer")
+    records, ending, _ = run_cell(sandbox, "x = 1", "after")
+    assert ending["how"] == "exit" and records[-1] == {"stage": "done"}
+
+
+def test_a_call_blocked_inside_tensorflow_is_stopped_at_the_time_limit(sandbox):
+    body = """
+with tf.Session() as session:  # waits forever in TensorFlow's C++ queue code
+    session.run(tf.queue.FIFOQueue(1, tf.float32).dequeue())"""
+    _, ending, _ = run_cell(sandbox, body)
+    assert ending["how"] == "time" and ending["stage"] == {"stage": "cell"}
+
+
+def test_reporting_new_stages_forever_does_not_extend_the_time(sandbox):
+    body = """
+import os, threading, time
+def claim_progress():
+    while True:
+        for fd in range(3, 20):
+            try:
+                os.write(fd, b'{"stage": "cell"}\\n')
+            except OSError:
+                pass
+        time.sleep(0.5)
+threading.Thread(target=claim_progress, daemon=True).start()
+time.sleep(600)"""
+    _, ending, _ = run_cell(sandbox, body)
+    assert ending["how"] == "budget"
+
+
+def test_memory_of_the_whole_process_tree_counts(sandbox):
+    body = """
+import os, time
+os.fork()
+hoard = b"x" * (1200 * 2**20)  # 1.2 GB in each of two processes: more than 2000 MB in all
+time.sleep(30)"""
+    _, ending, _ = run_cell(sandbox, body)
+    assert ending["how"] == "memory"
+
+
+def test_worker_runs_as_an_unprivileged_user_when_the_grader_is_root(sandbox):
+    _, _, scratch = run_cell(sandbox, "import os\nopen('uid', 'w').write(str(os.getuid()))")
+    assert int((scratch / "uid").read_text()) == (65534 if os.geteuid() == 0 else os.getuid())
