@@ -61,24 +61,98 @@ class CONFIG:
 
 
 VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
+WINOGRAD_BLOCKS = (3, 4, 5)  # blocks whose convs (256, 512 channels) measured faster by Winograd
 
 # The VGG kernels are constants, so only the gradient with respect to a conv's input is ever
-# used. TF1's optimizer.minimize() would also compute the kernel's gradient (it waits for every
-# input gradient of an op); and for these stride-1, SAME, 3x3 convs the input gradient is itself
-# a forward conv (kernel flipped in space, in/out channels swapped), which TF runs about twice as
-# fast as its generic backward op. Together that halves a training step; see benchmarks/.
-CONV_INPUT_GRADIENT = "NSTConv2DInputGradientOnly"
+# used: each conv below gets a custom gradient that computes just that (TF1's minimize() would
+# otherwise also compute every kernel's gradient). For these stride-1, SAME, 3x3 convs the input
+# gradient is itself a forward conv (kernel flipped in space, in/out channels swapped): as fast as
+# TF's backward op with oneDNN, twice as fast without it, and it can take the Winograd path too.
+# See benchmarks/RESULTS.md.
+
+def _flipped(kernel):
+    """The kernel whose forward conv is the input gradient of a conv with `kernel`."""
+    return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
 
 
-def _conv2d_input_gradient(op, grad):
-    flipped = tf.reverse(tf.transpose(op.inputs[1], [0, 1, 3, 2]), axis=[0, 1])
-    return [tf.nn.conv2d(grad, flipped, strides=[1, 1, 1, 1], padding="SAME"), None]
+# Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016) computes a 3x3 conv per 2x2 tile
+# of output pixels from the 4x4 tile of input pixels around it, with 16 multiplications instead
+# of 36:  output tile = A^T [(G k G^T) * (B^T d B)] A  for each input/output channel pair. With
+# many channels the 16 products become 16 matrix products (tiles, C_in) x (C_in, C_out): 2.25
+# times fewer FLOPs than the direct conv. G k G^T is computed once from the kernel (NumPy); B^T
+# and A^T hold only 0 and +-1, so their transforms are sums and differences of slices.
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# G g of the taps g reversed is G g with its rows in this order; so the flipped kernel's G k G^T
+# (the input gradient's) is the kernel's, rows and columns in this order and channels swapped:
+# no constants of its own
+WINOGRAD_FLIP = (3, 1, 2, 0)
 
 
-try:
-    tf.RegisterGradient(CONV_INPUT_GRADIENT)(_conv2d_input_gradient)
-except KeyError:  # registered by an earlier import of this module
-    pass
+def _winograd_kernel(kernel):
+    """G k G^T of a (3, 3, C_in, C_out) NumPy kernel: 4x4 lists of (C_in, C_out) constants."""
+    transformed = np.einsum("ai,ijco,bj->abco", WINOGRAD_G, kernel.astype(np.float64), WINOGRAD_G)
+    return [[tf.constant(transformed[a, b].astype(np.float32)) for b in range(4)]
+            for a in range(4)]
+
+
+def _b_t(d0, d1, d2, d3):
+    """B^T d for 4 rows (or columns) d0..d3 of input tiles."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+def _a_t(m0, m1, m2, m3):
+    """A^T m for 4 rows (or columns) m0..m3 of products: 2 rows of output tiles."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+def _winograd_conv2d(x, transformed, flip=False):
+    """Stride-1, SAME conv of x with the kernel whose _winograd_kernel is `transformed` (with
+    flip=True: with that kernel flipped, as for its input gradient), by F(2x2, 3x3)."""
+    n, height, width, c_in = x.shape.as_list()
+    tiles_h, tiles_w = -(-height // 2), -(-width // 2)  # 2x2 output tiles, rounded up
+    # Pad by 1 (SAME) and up to whole tiles: tile (i, j) reads padded[2i:2i+4, 2j:2j+4]. Its 4
+    # columns 2j..2j+3 are sliced from a reshape that puts each pair of columns side by side in
+    # the channels, its 4 rows from one that splits the rows into pairs: slices with step 1 (TF
+    # copies slices with a step of 2 about 20 times more slowly).
+    padded = tf.pad(x, [[0, 0], [1, 2 * tiles_h + 1 - height], [1, 2 * tiles_w + 1 - width],
+                        [0, 0]])
+    pairs = tf.reshape(padded, [n, 2 * tiles_h + 2, tiles_w + 1, 2 * c_in])
+    columns = _b_t(pairs[:, :, :-1, :c_in], pairs[:, :, :-1, c_in:], pairs[:, :, 1:, :c_in],
+                   pairs[:, :, 1:, c_in:])
+    order = WINOGRAD_FLIP if flip else range(4)
+    products = [[None] * 4 for _ in range(4)]
+    for b, column in enumerate(columns):
+        pairs = tf.reshape(column, [n, tiles_h + 1, 2, tiles_w, c_in])
+        for a, tile in enumerate(_b_t(pairs[:, :-1, 0], pairs[:, :-1, 1], pairs[:, 1:, 0],
+                                      pairs[:, 1:, 1])):
+            # point (a, b) of every tile times G k G^T at (a, b): one matrix product
+            products[a][b] = tf.matmul(tf.reshape(tile, [-1, c_in]),
+                                       transformed[order[a]][order[b]], transpose_b=flip)
+    rows = [_a_t(*(products[a][b] for a in range(4))) for b in range(4)]
+    outputs = [out for i in range(2) for out in _a_t(*(rows[b][i] for b in range(4)))]
+    # outputs (0, 0), (0, 1), (1, 0), (1, 1) of each tile side by side in the channels -> pixels
+    c_out = outputs[0].shape.as_list()[-1]
+    tiles = tf.reshape(tf.concat(outputs, axis=-1), [n, tiles_h, tiles_w, 4 * c_out])
+    y = tf.nn.depth_to_space(tiles, 2)
+    return y if (2 * tiles_h, 2 * tiles_w) == (height, width) else y[:, :height, :width]
+
+
+def conv3x3(x, kernel, winograd=False):
+    """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
+    its gradient goes to x only, as the same kind of conv with the flipped kernel."""
+    if winograd:
+        transformed = _winograd_kernel(kernel)
+
+        def conv2d(x, flip=False):
+            return _winograd_conv2d(x, transformed, flip)
+    else:
+        def conv2d(x, flip=False):
+            return tf.nn.conv2d(x, tf.constant(_flipped(kernel) if flip else kernel), 1, "SAME")
+
+    @tf.custom_gradient
+    def conv(x):
+        return conv2d(x), lambda grad: conv2d(grad, flip=True)
+    return conv(x)
 
 
 def vgg19_file_layer_names():
@@ -149,9 +223,9 @@ def load_vgg_model(path):
     """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
 
     'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
-    ReLU with the file's weights (as constants: gradients flow to the input only, see
-    CONV_INPUT_GRADIENT); avgpoolN replace VGG's max pooling, as Gatys et al. suggest. The
-    fully connected layers are not used.
+    ReLU with the file's weights (as constants: gradients flow to the input only; blocks 3-5 by
+    Winograd's algorithm, see conv3x3); avgpoolN replace VGG's max pooling, as Gatys et al.
+    suggest. The fully connected layers are not used.
     """
     weights = read_vgg19_weights(path)
     shape = (1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
@@ -161,9 +235,7 @@ def load_vgg_model(path):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            with tf.get_default_graph().gradient_override_map({"Conv2D": CONV_INPUT_GRADIENT}):
-                conv = tf.nn.conv2d(previous, tf.constant(kernel), strides=[1, 1, 1, 1],
-                                    padding="SAME")
+            conv = conv3x3(previous, kernel, winograd=block in WINOGRAD_BLOCKS)
             previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
         previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
             previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",

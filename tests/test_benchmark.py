@@ -17,6 +17,15 @@ def test_flop_count_of_one_iteration_at_300x400_is_forward_and_backward_to_conv5
         2 * forward, rel=1e-3)
 
 
+def test_per_layer_shapes_at_300x400_are_the_distinct_convs_and_their_paths():
+    shapes = bench_nst.layer_shapes(300, 400, (64, 128, 256, 512, 512))
+    assert shapes == {
+        "conv1_2": (300, 400, 64, 64, False), "conv2_1": (150, 200, 64, 128, False),
+        "conv2_2": (150, 200, 128, 128, False), "conv3_1": (75, 100, 128, 256, True),
+        "conv3_2": (75, 100, 256, 256, True), "conv4_1": (38, 50, 256, 512, True),
+        "conv4_2": (38, 50, 512, 512, True), "conv5_1": (19, 25, 512, 512, True)}
+
+
 @pytest.mark.slow
 def test_quick_benchmark_reports_both_loops_side_by_side(tmp_path):
     report = tmp_path / "bench.json"
@@ -33,6 +42,12 @@ def test_quick_benchmark_reports_both_loops_side_by_side(tmp_path):
     assert results["ratio_tf1_to_peer"] == pytest.approx(
         results["tf1_seconds_per_iteration"] / results["tf2_peer_seconds_per_iteration"])
     assert "TF1 loop" in run.stdout and "TF2 peer" in run.stdout
+    assert [row["layer"] for row in results["layers"]] == [
+        "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "conv5_1"]
+    for row in results["layers"]:
+        assert row["direct_ms"] > 0 and row["winograd_ms"] > 0, row["layer"]
+        assert row["max_rel_error_activation"] < 1e-5 and row["max_rel_error_gradient"] < 1e-5
+    assert "Winograd" in run.stdout
 
 
 def test_benchmark_refuses_fewer_than_ten_timed_iterations_at_full_size():

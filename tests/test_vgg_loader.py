@@ -196,10 +196,10 @@ def test_missing_weights_file_says_where_to_get_it(tmp_path):
     assert "vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat" in message
 
 
-def plain_vgg_layer(image, weights, last="conv2_1"):
-    """The first layers built with stock TensorFlow ops and gradients, for comparison."""
+def plain_vgg_layer(image, weights, last):
+    """The layers up to `last` built with stock TensorFlow ops and gradients, for comparison."""
     x = image
-    for name in ("conv1_1", "conv1_2", "avgpool1", "conv2_1"):
+    for name in EXPECTED_KEYS[1:]:
         if name.startswith("avgpool"):
             x = tf.nn.avg_pool(x, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME")
         else:
@@ -209,18 +209,20 @@ def plain_vgg_layer(image, weights, last="conv2_1"):
             return x
 
 
-def test_gradient_with_respect_to_input_matches_stock_tensorflow(tmp_path):
+@pytest.mark.parametrize("last", ["conv2_1", "conv5_1"])
+def test_gradient_with_respect_to_input_matches_stock_tensorflow(tmp_path, last):
+    """conv2_1: direct convs only; conv5_1: also back through the Winograd convs of blocks 3-5."""
     layers = vgg19_layers(width_scale=SCALE, seed=3)
     path = write_vgg19_mat(tmp_path / "vgg.mat", layers=layers)
     rng = np.random.default_rng(4)
     image = rng.uniform(-120, 135, (1, 300, 400, 3)).astype(np.float32)
     tf.reset_default_graph()
     model = load_vgg_model(str(path))
-    mix = tf.constant(rng.normal(size=model["conv2_1"].shape.as_list()).astype(np.float32))
-    ours = tf.gradients(tf.reduce_sum(model["conv2_1"] * mix), model["input"])[0]
+    mix = tf.constant(rng.normal(size=model[last].shape.as_list()).astype(np.float32))
+    ours = tf.gradients(tf.reduce_sum(model[last] * mix), model["input"])[0]
     stock_input = tf.Variable(image)
-    stock = tf.gradients(tf.reduce_sum(plain_vgg_layer(stock_input, conv_weights(layers)) * mix),
-                         stock_input)[0]
+    stock = tf.gradients(tf.reduce_sum(plain_vgg_layer(stock_input, conv_weights(layers), last)
+                                       * mix), stock_input)[0]
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         sess.run(model["input"].assign(image))
@@ -236,6 +238,9 @@ def test_training_step_computes_no_kernel_gradients(tiny_vgg_path):
     op_types = [op.type for op in tf.get_default_graph().get_operations()]
     assert "Conv2DBackpropFilter" not in op_types
     assert "Conv2DBackpropInput" not in op_types
-    # 16 forward convs, plus one forward conv (flipped kernel) for each of the 13 convs from
-    # conv5_1 back to the input
-    assert op_types.count("Conv2D") == 16 + 13
+    # blocks 1-2 (4 convs) are direct: 4 forward convs, and one forward conv (flipped kernel)
+    # for each of them back to the input
+    assert op_types.count("Conv2D") == 4 + 4
+    # blocks 3-5 (12 convs) by Winograd: 16 matrix products each, and 16 for each of the 9
+    # gradients from conv5_1 back to block 3; none for a kernel's gradient
+    assert op_types.count("MatMul") == 16 * (12 + 9)
