@@ -61,7 +61,8 @@ class CONFIG:
 
 
 VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
-WINOGRAD_BLOCKS = (3, 4, 5)  # blocks whose convs (256, 512 channels) measured faster by Winograd
+WINOGRAD_MIN_CHANNELS = 256  # convs with this many outputs (VGG-19's blocks 3-5) measured faster
+# by Winograd (benchmarks/RESULTS.md); narrower ones, as in the tests' small files, run direct
 
 # The VGG kernels are constants, so only the gradient with respect to a conv's input is ever
 # used: each conv below gets a custom gradient that computes just that (TF1's minimize() would
@@ -223,8 +224,8 @@ def load_vgg_model(path):
     """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
 
     'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
-    ReLU with the file's weights (as constants: gradients flow to the input only; blocks 3-5 by
-    Winograd's algorithm, see conv3x3); avgpoolN replace VGG's max pooling, as Gatys et al.
+    ReLU with the file's weights (as constants: gradients flow to the input only; the wide ones
+    by Winograd's algorithm, see conv3x3); avgpoolN replace VGG's max pooling, as Gatys et al.
     suggest. The fully connected layers are not used.
     """
     weights = read_vgg19_weights(path)
@@ -235,7 +236,7 @@ def load_vgg_model(path):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel, winograd=block in WINOGRAD_BLOCKS)
+            conv = conv3x3(previous, kernel, winograd=kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
             previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
         previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
             previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",

