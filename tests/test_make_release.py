@@ -47,7 +47,8 @@ def test_unclosed_block_is_an_error():
 def test_release_differs_from_solution_only_inside_blocks_and_has_no_outputs(tmp_path):
     release = tmp_path / "release.ipynb"
     subprocess.run([sys.executable, "-m", "grading", "release",
-                    str(ROOT / "nst_assignment.ipynb"), str(release)], cwd=ROOT, check=True, timeout=60)
+                    str(ROOT / "nst_assignment.ipynb"), str(release)], cwd=ROOT, check=True,
+                   timeout=60)
     ours, theirs = read_notebook(ROOT / "nst_assignment.ipynb"), read_notebook(release)
     assert len(ours["cells"]) == len(theirs["cells"])
     emptied = 0
