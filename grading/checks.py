@@ -170,7 +170,8 @@ def plan_model_nn(rng, weights_path):
     height, width = MODEL_NN_SIZE
     content, style = (rng.uniform(0, 255, (1, height, width, 3)) - CONFIG.MEANS
                       for _ in range(2))
-    start = (rng.uniform(-20, 20, content.shape) * 0.6 + content * 0.4).astype(np.float32)
+    noise = rng.uniform(-20, 20, content.shape)  # as generate_noise_image, from this seed
+    start = (noise * CONFIG.NOISE_RATIO + content * (1 - CONFIG.NOISE_RATIO)).astype(np.float32)
     inputs = dict(weights=str(weights_path), content=content, style=style, input_image=start)
     reference = ReferenceRun(inputs, fixture_seed=int(rng.integers(2 ** 31)))
     plan = Plan()
