@@ -2,9 +2,9 @@
 
     python -m grading grade-all SUBMISSIONS_DIR --jobs 2 --out grades.csv
 
-Each submission goes through the graded tests' checks (grading.checks), its functions in workers
-of their own (grading/sandbox.py): `--jobs` sandboxes side by side, each started once, and one
-set of hidden inputs for the run (its seed is in every row). The gradebook is rewritten
+Each submission goes through the graded tests' checks (grading/judge.py), its functions in
+workers of their own (grading/sandbox.py): `--jobs` submissions at once through one sandbox, and
+one set of hidden inputs for the run (its seed is in every row). The gradebook is rewritten
 atomically as each submission finishes; submissions already in it are skipped unless --force.
 If a file of the grader changes during the run, grading stops: the rows written so far were
 graded by the files as they were.
@@ -13,15 +13,15 @@ import concurrent.futures
 import csv
 import hashlib
 import os
-import queue
 import secrets
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from grading.checks import HiddenInputs, grade_notebook
-from grading.notebook import GRADED_FUNCTIONS
+from grading.judge import HiddenInputs, grade_notebook
+from grading.notebook import GRADED_FUNCTIONS, find_notebooks
+from grading.results import Grades
 from grading.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,27 +39,21 @@ def grader_fingerprint(root=ROOT):
             for pattern in GRADER_FILES for path in sorted(root.glob(pattern))}
 
 
-def grade(notebook, root, sandboxes, hidden, options):
-    """One gradebook row for the notebook at `notebook`, with a sandbox from `sandboxes`."""
-    started, sandbox = time.monotonic(), sandboxes.get()
+def grade(notebook, root, sandbox, hidden, options):
+    """One gradebook row for the notebook at `notebook`; whatever happens, a row."""
+    started = time.monotonic()
     try:
-        results = grade_notebook(notebook, hidden.seed, sandbox=sandbox, hidden=hidden,
-                                 **options).results
-    except RuntimeError as error:  # the sandbox itself failed: this row only, and a new one
-        sandbox.close()
-        sandbox = Sandbox(options["memory_limit_mb"]).start()
-        results = {name: {"all": f"{name}: not graded ({error})"} for name in GRADED_FUNCTIONS}
-    finally:
-        sandboxes.put(sandbox)
+        grades = grade_notebook(notebook, hidden.seed, sandbox=sandbox, hidden=hidden, **options)
+    except Exception as error:  # the sandbox itself failed: this row says so
+        grades = Grades(hidden.seed, {name: {"all": f"{name}: not graded ({error})"}
+                                      for name in GRADED_FUNCTIONS})
     row = {"file": str(notebook.relative_to(root)), "seed": hidden.seed,
-           "seconds": f"{time.monotonic() - started:.1f}"}
-    for name in GRADED_FUNCTIONS:
-        reasons = [reason for reason in results[name].values() if reason is not None]
-        row[name] = "fail" if reasons else "pass"
-        if reasons and "first_error" not in row:
-            row["first_error"] = f"{name}: {' '.join(reasons[0].split()).removeprefix(name + ': ')}"
-    row["score"] = f"{sum(row[n] == 'pass' for n in GRADED_FUNCTIONS)}/{len(GRADED_FUNCTIONS)}"
-    row.setdefault("first_error", "")
+           "seconds": f"{time.monotonic() - started:.1f}",
+           "score": f"{grades.passing()}/{len(GRADED_FUNCTIONS)}", "first_error": ""}
+    for result in grades.summary():
+        row[result.name] = "pass" if result.passed else "fail"
+        if not result.passed and not row["first_error"]:
+            row["first_error"] = " ".join(result.reason.split())
     return row
 
 
@@ -84,7 +78,7 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
               timeout=900, seed=None):
     """Grade every *.ipynb under `submissions` into the CSV gradebook `out`."""
     root = submissions.resolve()
-    notebooks = sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    notebooks = [Path(p) for p in find_notebooks(root)]
     gradebook = read_gradebook(out)
     todo = [p for p in notebooks if force or str(p.relative_to(root)) not in gradebook]
     jobs = max(1, min(jobs, len(todo)))
@@ -92,13 +86,12 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
           f"{len(todo)} to grade with {jobs} jobs")
     options = {"time_limit": time_limit, "memory_limit_mb": memory_limit, "seconds": timeout}
     fingerprint = grader_fingerprint()
-    sandboxes = queue.Queue()
     seed = secrets.randbelow(2 ** 31) if seed is None else seed
-    with HiddenInputs(seed) as hidden, concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        for _ in range(jobs if todo else 0):
-            sandboxes.put(Sandbox(memory_limit).start())
+    with Sandbox(memory_limit) as sandbox, \
+            concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        hidden = HiddenInputs(seed, sandbox)
         try:
-            futures = [pool.submit(grade, p, root, sandboxes, hidden, options) for p in todo]
+            futures = [pool.submit(grade, p, root, sandbox, hidden, options) for p in todo]
             for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                                unit="notebook"):  # rows arrive here, in this one thread
                 row, now = future.result(), grader_fingerprint()
@@ -114,8 +107,6 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
                 write_gradebook(out, gradebook)
         finally:
             pool.shutdown(cancel_futures=True)
-            while not sandboxes.empty():
-                sandboxes.get().close()
     if not todo and not out.exists():
         write_gradebook(out, gradebook)
     print(f"gradebook: {out}")

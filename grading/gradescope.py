@@ -4,7 +4,7 @@
 
 Gradescope unpacks the zip into /autograder/source, runs setup.sh once to build the image, then
 for each submission runs run_autograder, which calls `run(root)` below: it grades the one
-notebook under root/submission with grading.checks and writes root/results/results.json (one
+notebook under root/submission with grading.judge and writes root/results/results.json (one
 test per graded function, its score, and the same sentence pytest prints when it fails).
 """
 import json
@@ -15,7 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from grading.notebook import GRADED_FUNCTIONS
+from grading.notebook import GRADED_FUNCTIONS, find_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
@@ -73,7 +73,7 @@ def write_bundle(path, **settings):
 
 def find_submission(folder):
     """(the notebook to grade, a note for the student) or (None, why nothing can be graded)."""
-    notebooks = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    notebooks = [Path(p) for p in find_notebooks(folder)]
     if not notebooks:
         return None, (f"No notebook was submitted: upload your {EXPECTED_NAME} (the .ipynb file, "
                       f"not a PDF or a zip).")
@@ -91,23 +91,18 @@ def results_for(grades, points, note, seconds):
     """Gradescope's results.json for `grades` (None: nothing was graded, `note` says why)."""
     tests, lines = [], [note] if note else []
     for name in GRADED_FUNCTIONS:
-        if grades is None:
-            reasons = [note]
-        else:
-            reasons = [r for r in grades.results[name].values() if r is not None]
-        passed = not reasons
+        result = None if grades is None else grades.function(name)
+        passed = result is not None and result.passed
+        reason = note if result is None else result.reason
         tests.append({"name": name, "score": points[name] if passed else 0,
                       "max_score": points[name], "status": "passed" if passed else "failed",
-                      "output": "All checks pass." if passed else reasons[0],
+                      "output": "All checks pass." if passed else reason,
                       "visibility": "visible"})
-    total = sum(test["score"] for test in tests)
-    passing = sum(test["status"] == "passed" for test in tests)
     if grades is not None:
-        lines.append(f"{passing}/{len(GRADED_FUNCTIONS)} graded functions pass. Hidden inputs "
-                     f"were drawn from seed {grades.seed}.")
-    return {"score": round(total, 4), "execution_time": round(seconds),
-            "output": " ".join(lines), "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests}
+        lines.append(f"{grades.total_line()}. Hidden inputs were drawn from seed {grades.seed}.")
+    return {"score": round(sum(test["score"] for test in tests), 4),
+            "execution_time": round(seconds), "output": " ".join(lines),
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 
 def run(root):
@@ -121,7 +116,7 @@ def run(root):
         notebook, note = find_submission(root / "submission")
         grades = None
         if notebook is not None:
-            from grading.checks import grade_notebook
+            from grading.judge import grade_notebook
 
             grades = grade_notebook(notebook, secrets.randbelow(2 ** 31),
                                     settings["time_limit"], settings["memory_limit_mb"],

@@ -1,32 +1,48 @@
-"""Read a notebook's `# GRADED FUNCTION: <name>` cells. Reading is safe for any file: the JSON
-is parsed, nothing in it runs (grading.sandbox runs the cells, in workers)."""
+"""Read a notebook's `# GRADED FUNCTION: <name>` cells, and find the notebooks in a folder.
+Every file is untrusted: reading one never runs anything in it (grading/sandbox.py runs the
+cells, in workers), never blocks on a pipe, never follows a link, and raises only ValueError or
+OSError, with a sentence, for anything that is not a notebook."""
 import json
+import os
 import re
+import stat
 
 GRADED_FUNCTIONS = ("compute_content_cost", "gram_matrix", "compute_layer_style_cost",
                     "total_cost", "model_nn")
 HEADER = re.compile(r"#\s*GRADED FUNCTION:\s*(\w+)")
 MAX_NOTEBOOK_BYTES = 32 << 20
+MAX_FILES = 10_000  # entries looked at when searching a submission folder
 
 
 def read_notebook(path):
     """The notebook's JSON; ValueError (what is wrong) for anything that is not a notebook."""
-    with open(path, "rb") as file:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            raise ValueError("it is a link, not a notebook file") from None
+        raise ValueError(f"it cannot be opened ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("it is not a regular file")
         data = file.read(MAX_NOTEBOOK_BYTES + 1)
     if len(data) > MAX_NOTEBOOK_BYTES:
         raise ValueError(f"it is larger than {MAX_NOTEBOOK_BYTES >> 20} MB")
     try:
         notebook = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"it is not a notebook (not JSON: {error})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ValueError(f"it is not a notebook (not JSON: {type(error).__name__})") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise ValueError("it is not a notebook (no list of cells)")
     return notebook
 
 
 def cell_source(cell):
+    """A cell's source as text: its string, or its list of strings joined (anything else: "")."""
     source = cell.get("source", "") if isinstance(cell, dict) else ""
-    return "".join(map(str, source)) if isinstance(source, list) else str(source)
+    if isinstance(source, list):
+        return "".join(part for part in source if isinstance(part, str))
+    return source if isinstance(source, str) else ""
 
 
 def graded_cells(notebook):
@@ -41,9 +57,29 @@ def graded_cells(notebook):
     return cells
 
 
+def find_notebooks(folder):
+    """The *.ipynb regular files below `folder`, sorted, without following links or looking
+    into .ipynb_checkpoints; at most MAX_FILES entries are looked at."""
+    found, seen = [], 0
+    for parent, folders, files in os.walk(folder, followlinks=False):
+        folders[:] = sorted(f for f in folders if f != ".ipynb_checkpoints")
+        for name in files:
+            seen += 1
+            path = os.path.join(parent, name)
+            try:
+                if name.endswith(".ipynb") and stat.S_ISREG(os.lstat(path).st_mode):
+                    found.append(path)
+            except OSError:  # gone meanwhile
+                pass
+        seen += len(folders)
+        if seen > MAX_FILES:
+            break
+    return sorted(found)
+
+
 def trusted_graded_functions(path):
     """{name: function} from running the graded cells of a notebook YOU trust (ours, for the
-    benchmarks) in this process. Never use it on a submission: grade those with grading.checks."""
+    benchmarks) in this process. Never use it on a submission: grade those with grading.judge."""
     namespace = {}
     exec("from nst_utils import *", namespace)
     for source in graded_cells(read_notebook(path)).values():

@@ -1,89 +1,94 @@
 """The trust boundary: a submission's code runs only in worker processes started from here.
 
-    grader (trusted: pytest, the gradebook)
-      |  Sandbox.run(task)           JSON request, one line
+    grader  (trusted: pytest, grade-all, Gradescope; never imports TensorFlow)
+      |  Sandbox.run(task, ...)   a public request (limits, scratch folder) plus two new pipes,
+      |                           passed over a Unix socket; the task itself goes down a pipe
       v
-    zygote  (`python -m grading.sandbox`, our code only; TensorFlow imported once)
-      |  fork, confine, supervise    limits: wall clock per stage, memory, the whole process tree
+    zygote  (`python -m grading.sandbox`: our code only, TensorFlow imported once; it never
+      |      sees a task, a result or a reference, so a worker forked from it inherits none)
+      |  fork
       v
-    worker  (untrusted: runs one graded cell and grading.probes' calls of its function)
-            writes JSON lines to a pipe; the zygote relays them once the worker's tree is gone
+    supervisor  (one per task: a child subreaper that holds the worker to its limits)
+      |  fork, confine
+      v
+    worker  (untrusted: reads its own task from its pipe, runs one graded cell and its calls,
+             grading/worker.py; sends JSON records, grading/wire.py)
 
-The worker is confined before any student code runs: a session of its own, rlimits (address
-space, file size, core dumps), an unprivileged user when the grader is root, no new privileges,
-and, where the kernel has Landlock (Linux >= 5.13), writes only inside its scratch folder, no TCP,
-no signals to processes outside it. The zygote is a child subreaper (Linux), so whatever the
-worker starts, double-forked or not, stays in its tree and is killed when the function's grading
-ends. Nothing comes back but JSON: strings, numbers and float64 arrays as base64 bytes, decoded
-and checked for shape and size here (decode_array) before the grader looks at them.
+A worker is confined before it reads its task: a session of its own, a clean environment, rlimits
+(address space, file size, processes, no core dumps), its own unprivileged user when the grader
+is root (a different uid for every worker, so one submission's processes cannot use up
+another's), no new privileges, and, where the kernel has Landlock (Linux >= 5.13): reads only of
+what running a graded cell needs (Python, the installed packages, nst_utils.py, a few system
+files), writes only inside its scratch folder, no TCP, no signals to processes outside it. The
+supervisor ends the worker's whole tree (double-forked or not: as a subreaper it inherits the
+orphans) when the task is done or over a limit: the wall clock per stage and in all, and the
+resident memory of the tree. Then it sends the grader the worker's valid records and how it
+ended. The trusted reference run of model_nn (grading/reference_run.py) is a zygote child too,
+unconfined, sending straight to the grader.
 """
-import base64
 import ctypes
+import fcntl
 import json
 import os
 import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
 
-import numpy as np
+from grading import wire
 
 ROOT = Path(__file__).resolve().parent.parent
-UNPRIVILEGED_UID = 65534  # "nobody": workers run as this user when the grader is root
-MAX_RESULT_BYTES = 64 << 20  # what one worker may send back
-MAX_ARRAY_ELEMENTS = 4 << 20
+WORKER_UID_BASE = 1_500_000_000  # + the supervisor's pid: a uid of its own for every worker
+FALLBACK_UID = 65534  # "nobody", where such uids cannot be used (some containers)
 MAX_FILE_BYTES = 256 << 20  # the largest file a worker may write
+MAX_PROCESSES = 512  # threads included, per worker (counted per uid: as root only)
 POLL_SECONDS = 0.05
 GRADER_ERROR = 70  # a worker's exit status when our own code in it failed
+KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                    "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
-# ----- the wire format: the only thing that crosses from a worker to the grader -----
-
-def encode_array(value):
-    array = np.asarray(value, dtype=np.float64)
-    return {"shape": list(array.shape), "float64": base64.b64encode(array.tobytes()).decode()}
-
-
-def decode_array(data):
-    """A float64 array from encode_array's output; ValueError unless it is exactly that."""
-    if not isinstance(data, dict) or set(data) != {"shape", "float64"}:
-        raise ValueError("not an encoded array")
-    shape, text = data["shape"], data["float64"]
-    if (not isinstance(shape, list) or len(shape) > 8 or not isinstance(text, str)
-            or not all(type(n) is int and 0 <= n <= MAX_ARRAY_ELEMENTS for n in shape)
-            or int(np.prod(shape)) > MAX_ARRAY_ELEMENTS):
-        raise ValueError("bad array shape")
-    raw = base64.b64decode(text, validate=True)
-    if len(raw) != 8 * int(np.prod(shape)):
-        raise ValueError("array size does not match its shape")
-    return np.frombuffer(raw, dtype=np.float64).reshape(shape).copy()
+def clean_environment():
+    """What the zygote (and so every worker) gets of the grader's environment: nothing secret."""
+    kept = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
+    return {"PATH": os.defpath, "LANG": "C.UTF-8", **kept, "HOME": "/nonexistent"}
 
 
 # ----- the grader's side -----
 
 class Sandbox:
-    """Runs tasks in confined workers through one zygote. Use as a context manager, or start()
-    early (the zygote imports TensorFlow meanwhile) and close(): then the zygote and everything
-    it started are gone."""
+    """Runs tasks in confined workers through one zygote; safe to use from several threads. Use as
+    a context manager, or start() early (the zygote imports TensorFlow meanwhile) and close():
+    then the zygote and everything it started are gone."""
 
     def __init__(self, memory_limit_mb=4096):
         self.memory_limit_mb = memory_limit_mb
-        self.zygote = self.folder = None
+        self.zygote = self.folder = self.socket = None
         self.ready = False
+        self.lock = threading.Lock()
 
     def start(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="nst-sandbox-"))
-        os.chmod(self.folder, 0o711)  # workers (another user when we are root) reach their own
+        parent = Path(tempfile.gettempdir())
+        if os.geteuid() == 0 and not _others_can_enter(parent):
+            parent = Path("/tmp")  # workers, other users, must be able to reach their folders
+        self.folder = Path(tempfile.mkdtemp(prefix="nst-sandbox-", dir=parent))
+        os.chmod(self.folder, 0o711)  # each worker reaches its own folder, lists none
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.zygote = subprocess.Popen(
-            [sys.executable, "-m", "grading.sandbox", str(self.memory_limit_mb)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "grading.sandbox", str(theirs.fileno())],
+            cwd=ROOT, env=clean_environment(), pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
+        theirs.close()
+        self.socket = ours
         return self
 
     def __enter__(self):
@@ -91,34 +96,59 @@ class Sandbox:
 
     def _wait_until_ready(self):
         if not self.ready:
-            if self.zygote.stdout.readline() != b"ready\n":
+            if self.socket.recv(64) != b"ready":
                 raise RuntimeError("the grading sandbox could not start (python -m "
                                    "grading.sandbox): check that TensorFlow imports")
             self.ready = True
 
     def scratch(self, name):
         """A new, empty folder for one worker, its own (it may write only there)."""
-        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.folder))
-        if os.geteuid() == 0:
-            os.chown(folder, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-        return folder
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.folder))
 
-    def run(self, task):
-        """Run `task` (a dict for grading.probes, with 'scratch' and 'time_limit') in a worker.
+    def _start(self, request, task):
+        """Have the zygote fork for `request`; feed `task` to it; the read end of its report."""
+        task_read, task_write = os.pipe()
+        report_read, report_write = os.pipe()
+        try:
+            with self.lock:
+                self._wait_until_ready()
+                socket.send_fds(self.socket, [json.dumps(request).encode()],
+                                [task_read, report_write])
+        finally:
+            os.close(task_read)
+            os.close(report_write)
+        threading.Thread(target=_write_and_close, args=(task_write, wire.dumps(task)),
+                         daemon=True).start()
+        return report_read
 
-        Returns (records, ending): the JSON objects the worker wrote, and how it ended:
+    def run(self, task, scratch, time_limit, seconds_left=None):
+        """Run `task` (for grading.worker.run_task) in a worker writing only in `scratch`.
+
+        Returns (records, ending): the worker's valid wire.Records, and how it ended:
         {"how": "exit" | "signal" | "time" | "budget" | "memory" | "output", "status": int,
-        "stage": the last stage it reported}. "time": one stage (the cell, a call) took longer
-        than task['time_limit']; "budget": all of them together took longer than they may.
+        "stage": its last stage Record or None}. "time": one stage (the cell, a call) took
+        longer than `time_limit`; "budget": all of them together took longer than they may
+        (`seconds_left` at most).
         """
-        self._wait_until_ready()
-        self.zygote.stdin.write(json.dumps(task).encode() + b"\n")
-        self.zygote.stdin.flush()
-        line = self.zygote.stdout.readline(MAX_RESULT_BYTES * 2)
-        if not line.endswith(b"\n"):
+        budget = time_limit * (len(task["calls"]) + 2)  # the cell, each call, setting up
+        if seconds_left is not None:
+            budget = min(budget, seconds_left)
+        report = self._start({"kind": "worker", "scratch": str(scratch), "time_limit": time_limit,
+                              "budget": budget, "memory_limit": self.memory_limit_mb << 20},
+                             task)
+        with os.fdopen(report, "rb") as lines:
+            *records, last = [line for line in lines] or [b""]
+        ending = wire.loads(last) if last.startswith(b'{"ending"') else None
+        if ending is None:
             raise RuntimeError("the grading sandbox stopped while running a worker")
-        reply = json.loads(line)
-        return reply["records"], reply["ending"]
+        records = [record for record in map(wire.parse_record, records) if record is not None]
+        stage = ending["ending"]["stage"]
+        return records, {**ending["ending"],
+                         "stage": None if stage is None else wire.parse_record(stage)}
+
+    def reference(self, task):
+        """Start grading.reference_run for `task`; a file of the JSON lines it sends."""
+        return os.fdopen(self._start({"kind": "reference"}, task), "rb")
 
     def close(self):
         """End the zygote and everything it started; remove the scratch folders."""
@@ -127,7 +157,7 @@ class Sandbox:
             self.folder = None
         if self.zygote is None:
             return
-        self.zygote.stdin.close()
+        self.socket.close()  # the zygote ends its descendants, then itself
         try:
             self.zygote.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -143,98 +173,177 @@ class Sandbox:
         self.close()
 
 
+def _others_can_enter(folder):
+    return all(os.stat(path).st_mode & 0o001 for path in [folder, *folder.resolve().parents])
+
+
+def _write_and_close(fd, data):
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # the worker ended before reading all of it
+        pass
+    finally:
+        os.close(fd)
+
+
 # ----- the zygote -----
 
-def zygote_main(memory_limit_mb):
-    """Import what workers need once, then serve tasks from stdin, one at a time."""
-    from grading import probes  # imports TensorFlow and nst_utils
-    probes.warm_up()
+def zygote_main(fd):
+    """Import what workers need once, then fork a child for each request until the grader
+    closes the socket; then end every descendant."""
+    channel = socket.socket(fileno=fd)
+    from grading import worker  # imports TensorFlow and nst_utils; no reference, no check
+    worker.warm_up()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    out = sys.stdout.buffer
-    out.write(b"ready\n")
-    out.flush()
-    for line in sys.stdin.buffer:
-        task = json.loads(line)
-        records, ending = supervise(task, memory_limit_mb << 20)
-        out.write(json.dumps({"records": records, "ending": ending}).encode() + b"\n")
-        out.flush()
+    channel.send(b"ready")
+    children = set()
+    while True:
+        readable = select.select([channel], [], [], 1.0)[0]
+        children = _reap_and_kill_strays(children)
+        if not readable:
+            continue
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 16, 2)
+        if not message or len(fds) != 2:
+            break
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            _child(json.loads(message), *fds)
+        for descriptor in fds:
+            os.close(descriptor)
+        children.add(pid)
     kill_descendants()
     os._exit(0)  # no interpreter teardown: TensorFlow's takes seconds
 
 
-def supervise(task, memory_limit):
-    """Fork a worker for `task`, hold it to its limits, end its whole tree; what it said."""
+def _reap_and_kill_strays(children):
+    """Reap ended children; kill any other child (an orphan of a supervisor that died)."""
+    import psutil
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        children.discard(pid)
+    for process in psutil.Process().children():
+        if process.pid not in children:
+            _kill(process.pid)
+    return children
+
+
+def _child(request, task_fd, report_fd):
+    """In a fork of the zygote: a supervisor for a worker, or the trusted reference run."""
+    try:
+        if request["kind"] == "reference":
+            from grading import reference_run
+            reference_run.run(wire.loads(_read_all(task_fd)),
+                              lambda record: _send(report_fd, record))
+        else:
+            _send(report_fd, {"ending": supervise(request, task_fd, report_fd)})
+    except BaseException:
+        traceback.print_exc()
+        os._exit(GRADER_ERROR)
+    os._exit(0)
+
+
+def supervise(request, task_fd, report_fd):
+    """Fork the worker, hold it to its limits, end its whole tree; forward its valid records to
+    the grader; how it ended."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    scratch = Path(request["scratch"])
+    uid = _worker_uid(scratch)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            confine(Path(task["scratch"]), write_end, memory_limit)
-            from grading import probes
-            probes.run_task(task, lambda record: _send(write_end, record))
+            os.close(report_fd)
+            task_fd, write_end = confine(scratch, uid, task_fd, write_end, request["memory_limit"])
+            from grading import worker
+            worker.run_task(wire.loads(_read_all(task_fd)),
+                            lambda record: _send(write_end, record))
         except BaseException:
             traceback.print_exc()  # into the worker's log
             os._exit(GRADER_ERROR)
         os._exit(0)
     os.close(write_end)
-    records, buffer, total = [], b"", 0
+    os.close(task_fd)
+    stage, buffer, total, last = None, b"", 0, None
     started = stage_started = time.monotonic()
-    budget = min(task["time_limit"] * (len(task["calls"]) + 2),  # the cell, each call, setup
-                 task.get("seconds_left", float("inf")))  # and what the submission has left
-    ending, status, pipe_open = None, None, True
-    while ending is None:
+    how, status, pipe_open = None, None, True
+    while how is None:
         if pipe_open and select.select([read_end], [], [], POLL_SECONDS)[0]:
             chunk = os.read(read_end, 1 << 20)
             total += len(chunk)
             pipe_open = bool(chunk)
             *lines, buffer = (buffer + chunk).split(b"\n")
             for line in lines:
-                record = _parse(line)
-                records.append(record)
-                if isinstance(record, dict) and "stage" in record:
-                    stage_started = time.monotonic()
+                record = wire.parse_record(line)
+                if record is not None:
+                    _forward(report_fd, line)
+                    if record.kind == "stage":
+                        stage, stage_started = line, time.monotonic()
         elif not pipe_open:
             time.sleep(POLL_SECONDS)
         finished, code = os.waitpid(pid, os.WNOHANG)
         if finished:
             status = os.waitstatus_to_exitcode(code)
-            ending = "exit" if status >= 0 else "signal"
-        elif total > MAX_RESULT_BYTES:
-            ending = "output"
-        elif _tree_rss() > memory_limit:
-            ending = "memory"
-        elif time.monotonic() - stage_started > task["time_limit"]:
-            ending = "time"
-        elif time.monotonic() - started > budget:
-            ending = "budget"
+            how = "exit" if status >= 0 else "signal"
+        elif total > wire.MAX_LINE_BYTES:
+            how = "output"
+        elif _tree_rss() > request["memory_limit"]:
+            how = "memory"
+        elif time.monotonic() - stage_started > request["time_limit"]:
+            how = "time"
+        elif time.monotonic() - started > request["budget"]:
+            how = "budget"
     kill_descendants()
     # what it wrote before it ended (every writer is gone: EOF comes at once, unless something
     # escaped the kill where there is no subreaper, so wait only briefly for more)
-    while pipe_open and total <= MAX_RESULT_BYTES and select.select([read_end], [], [], 1)[0]:
+    while pipe_open and total <= wire.MAX_LINE_BYTES and select.select([read_end], [], [], 1)[0]:
         chunk = os.read(read_end, 1 << 20)
         total += len(chunk)
         buffer, pipe_open = buffer + chunk, bool(chunk)
-    records += [_parse(line) for line in buffer.split(b"\n") if line]
+    for line in buffer.split(b"\n"):
+        record = wire.parse_record(line) if line and total <= wire.MAX_LINE_BYTES else None
+        if record is not None:
+            _forward(report_fd, line)
+            if record.kind == "stage":
+                stage = line
     os.close(read_end)
-    stages = [r for r in records if isinstance(r, dict) and "stage" in r]
-    return records, {"how": ending, "status": status, "stage": stages[-1] if stages else None}
+    return {"how": how, "status": status,
+            "stage": None if stage is None else stage.decode("utf-8", "replace")}
 
 
-def _parse(line):
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None  # the grader counts it as a malformed record
+def _forward(fd, line):
+    _write(fd, line + b"\n")
 
 
 def _send(fd, record):
-    data = json.dumps(record).encode() + b"\n"
+    _write(fd, wire.dumps(record))
+
+
+def _write(fd, data):
     while data:
         data = data[os.write(fd, data):]
 
 
+def _read_all(fd, limit=wire.MAX_LINE_BYTES):
+    chunks, total = [], 0
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise ValueError("task too large")
+    os.close(fd)
+    return b"".join(chunks)
+
+
 def _tree_rss():
-    """Resident memory of every process below the zygote (only the current worker's tree)."""
+    """Resident memory of every process below this one (the worker's tree)."""
     import psutil
     total = 0
     for process in psutil.Process().children(recursive=True):
@@ -245,6 +354,13 @@ def _tree_rss():
     return total
 
 
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def kill_descendants():
     """SIGKILL everything below this process until nothing is left, reaping as we go. As a
     subreaper, orphans (double-forked, setsid) are our children too; elsewhere only the tree
@@ -253,10 +369,7 @@ def kill_descendants():
     for _ in range(1000):
         children = psutil.Process().children(recursive=True)
         for process in children:
-            try:
-                os.kill(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill(process.pid)
         while True:
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -268,7 +381,7 @@ def kill_descendants():
         time.sleep(0.01)
 
 
-# ----- confining a worker (runs in the forked child, before any student code) -----
+# ----- confining a worker (runs in the forked child, before any submission code) -----
 
 PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 38, 36
 
@@ -278,28 +391,53 @@ def _prctl(option, value):
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
-def confine(scratch, result_fd, memory_limit):
+def _worker_uid(scratch):
+    """As root: a uid no other process has (the base plus this supervisor's pid), owning the
+    worker's scratch folder; else None (the worker stays our user)."""
+    if os.geteuid() != 0:
+        return None
+    for uid in (WORKER_UID_BASE + os.getpid(), FALLBACK_UID):
+        try:
+            os.chown(scratch, uid, uid)
+            return uid
+        except OSError:  # a user namespace that maps no such uid
+            continue
+    return None
+
+
+def confine(scratch, uid, task_fd, result_fd, memory_limit):
+    """Confine this process (the worker) for good; its task and result pipes, renumbered 3, 4."""
     os.setsid()
     log = os.open(scratch / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    for target, source in ((0, os.open(os.devnull, os.O_RDONLY)), (1, log), (2, log)):
+    if uid is not None:
+        os.fchown(log, uid, uid)
+    null = os.open(os.devnull, os.O_RDONLY)
+    # copies above every target first, so that no dup2 below overwrites a source
+    null, log, task_fd, result_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+                                     for fd in (null, log, task_fd, result_fd))
+    for target, source in enumerate((null, log, log, task_fd, result_fd)):
         os.dup2(source, target)
-    os.closerange(3, result_fd)
-    os.closerange(result_fd + 1, 1 << 16)
-    address_space = _virtual_memory() + memory_limit
-    for limit, value in ((resource.RLIMIT_AS, address_space), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)):
+    os.closerange(5, 1 << 16)
+    limits = [(resource.RLIMIT_AS, _virtual_memory() + memory_limit), (resource.RLIMIT_CORE, 0),
+              (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)]
+    if uid is not None:  # counted per uid: only a uid of its own makes it the worker's limit
+        limits.append((resource.RLIMIT_NPROC, MAX_PROCESSES))
+    for limit, value in limits:
         try:
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):  # not enforced on this OS (macOS: RLIMIT_AS)
             pass
-    if os.geteuid() == 0:
+    ruleset = landlock_ruleset(scratch)  # opens the paths it allows while we still can
+    if uid is not None:
         os.setgroups([])
-        os.setgid(UNPRIVILEGED_UID)
-        os.setuid(UNPRIVILEGED_UID)
+        os.setgid(uid)
+        os.setuid(uid)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    landlock_writes_only_beneath(scratch)
+    landlock_restrict(ruleset)
     os.chdir(scratch)
-    os.environ.update(HOME=str(scratch), TMPDIR=str(scratch))
+    os.environ.clear()
+    os.environ.update(clean_environment(), HOME=str(scratch), TMPDIR=str(scratch))
+    return 3, 4
 
 
 def _virtual_memory():
@@ -310,13 +448,32 @@ def _virtual_memory():
         return 0
 
 
+def readable_paths():
+    """What a worker may read: Python and the installed packages (each sys.path entry but the
+    project's own folder and grading/), nst_utils.py, and the system files and folders a
+    process needs. Not the project (the solution notebook), not the grader's modules, not other
+    workers' folders."""
+    project = {str(ROOT), str(ROOT / "grading")}
+    python = {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)} | {
+        sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(
+            sys.executable))}
+    python = {p for p in python if p not in project and not ROOT.as_posix().startswith(p + "/")}
+    system = ["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime",
+              "/dev/urandom", "/dev/random", "/dev/zero", "/proc/self", "/proc/cpuinfo",
+              "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu", "/sys/fs/cgroup"]
+    return sorted(python) + [str(ROOT / "nst_utils.py")] + [p for p in system
+                                                            if os.path.exists(p)]
+
+
 # Landlock: an unprivileged Linux sandbox (landlock.io). Rights are named by bit; a right the
-# ruleset "handles" is denied except where a rule allows it. Reads and execution are not handled.
-_LANDLOCK_WRITE_FILE, _LANDLOCK_TRUNCATE = 1 << 1, 1 << 14
-_LANDLOCK_FS_WRITES = {  # ABI version: the write rights it added (remove, make, refer, ...)
-    1: _LANDLOCK_WRITE_FILE | sum(1 << bit for bit in range(4, 13)), 2: 1 << 13,
-    3: _LANDLOCK_TRUNCATE, 5: 1 << 15}
-_LANDLOCK_NET_TCP, _LANDLOCK_SCOPES = 0b11, 0b11  # bind+connect (ABI 4); unix+signals (ABI 6)
+# ruleset "handles" is denied except where a rule allows it.
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 14, 1 << 15
+_FS_RIGHTS = {  # ABI version: the rights it added
+    1: sum(1 << bit for bit in range(13)), 2: 1 << 13, 3: _FS_TRUNCATE, 5: _FS_IOCTL_DEV}
+_FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
+_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+_NET_TCP, _SCOPES = 0b11, 0b11  # bind+connect (ABI 4); abstract unix sockets+signals (ABI 6)
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446  # the same on x86_64 and arm64
 
 
@@ -337,27 +494,37 @@ def landlock_abi():
     return max(version, 0)
 
 
-def landlock_writes_only_beneath(folder):
-    """From now on this process and its children may write only beneath `folder` (and to
-    /dev/null), open no TCP connections and signal no process outside. No-op without Landlock."""
+def landlock_ruleset(scratch):
+    """A Landlock ruleset (its fd; None without Landlock) under which a process may read only
+    readable_paths(), write only beneath `scratch` (and to /dev/null), open no TCP connections
+    and signal no process outside."""
     abi = landlock_abi()
     if abi == 0:
-        return
+        return None
     libc = ctypes.CDLL(None, use_errno=True)
-    writes = sum(bits for version, bits in _LANDLOCK_FS_WRITES.items() if abi >= version)
-    attr = _RulesetAttr(writes, _LANDLOCK_NET_TCP if abi >= 4 else 0,
-                        _LANDLOCK_SCOPES if abi >= 6 else 0)
+    handled = sum(bits for version, bits in _FS_RIGHTS.items() if abi >= version)
+    attr = _RulesetAttr(handled, _NET_TCP if abi >= 4 else 0, _SCOPES if abi >= 6 else 0)
     ruleset = libc.syscall(_SYS_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), 0)
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
-    devnull = _LANDLOCK_WRITE_FILE | (_LANDLOCK_TRUNCATE if abi >= 3 else 0)
-    for path, allowed in ((folder, writes), (os.devnull, devnull)):
-        fd = os.open(path, os.O_PATH)
-        rule = _PathBeneath(allowed, fd)
+    rules = [(path, _READ) for path in readable_paths()]
+    rules += [(str(scratch), handled), (os.devnull, _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE)]
+    for path, allowed in rules:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        if not os.path.isdir(path):
+            allowed &= _FILE_RIGHTS
+        rule = _PathBeneath(allowed & handled, fd)
         if libc.syscall(_SYS_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) != 0:
             raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
         os.close(fd)
-    if libc.syscall(_SYS_RESTRICT, ruleset, 0) != 0:
+    return ruleset
+
+
+def landlock_restrict(ruleset):
+    """Put this process and its future children under `ruleset`, for good."""
+    if ruleset is None:
+        return
+    if ctypes.CDLL(None, use_errno=True).syscall(_SYS_RESTRICT, ruleset, 0) != 0:
         raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
     os.close(ruleset)
 

@@ -1,5 +1,4 @@
 """Shared fixtures and the graders' options. Run from the project root: `python -m pytest`."""
-import re
 import secrets
 import sys
 from pathlib import Path
@@ -9,10 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grading.notebook import GRADED_FUNCTIONS  # noqa: E402  (needs ROOT on sys.path)
-from grading.sandbox import Sandbox  # noqa: E402
-
-GRADE_REPORTS = {}  # graded function -> {test id: None if passed, else the first reason}
+from grading.sandbox import Sandbox  # noqa: E402  (needs ROOT on sys.path)
 
 
 def pytest_addoption(parser):
@@ -49,6 +45,7 @@ def pytest_unconfigure(config):
 
 SEED = pytest.StashKey[int]()
 SANDBOX = pytest.StashKey[Sandbox]()
+GRADES = pytest.StashKey[object]()
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +56,14 @@ def notebook_path(request):
 @pytest.fixture(scope="session")
 def grades(request, notebook_path, record_testsuite_property):
     """Every check of every graded function of --notebook, decided once per run (see grading/)."""
-    from grading.checks import grade_notebook
+    from grading.judge import grade_notebook
 
     seed = request.config.stash[SEED]
     record_testsuite_property("seed", seed)
-    return grade_notebook(notebook_path, seed, request.config.getoption("--time-limit"),
-                          request.config.getoption("--memory-limit"),
-                          request.config.stash[SANDBOX])
+    request.config.stash[GRADES] = grade_notebook(
+        notebook_path, seed, request.config.getoption("--time-limit"),
+        request.config.getoption("--memory-limit"), request.config.stash[SANDBOX])
+    return request.config.stash[GRADES]
 
 
 @pytest.fixture(scope="session")
@@ -76,53 +74,14 @@ def tiny_vgg_path(tmp_path_factory):
     return write_vgg19_mat(tmp_path_factory.mktemp("weights") / "tiny-vgg19.mat")
 
 
-# ----- the score summary at the end of a grading run -----
-
-GRADED_TEST = re.compile(r"test_(\w+)\[(.+)\]")
-
-
-def graded_function_of(test_id):
-    """The graded function a test checks: graded tests are test_<function>[<check>]."""
-    match = GRADED_TEST.fullmatch(test_id)
-    return match[1] if match and match[1] in GRADED_FUNCTIONS else None
-
-
-def failure_reason(report):
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = " ".join(str(crash.message if crash else report.longrepr).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def pytest_runtest_logreport(report):
-    if "graded" not in report.keywords:
-        return
-    test_id = report.nodeid.split("::")[-1]
-    function = graded_function_of(test_id)
-    if function is None or report.skipped:
-        return
-    results = GRADE_REPORTS.setdefault(function, {})
-    if report.failed and results.get(test_id) is None:
-        results[test_id] = failure_reason(report)
-    else:
-        results.setdefault(test_id, None)
-
+# ----- the score summary at the end of a grading run: grading.results renders it -----
 
 def pytest_terminal_summary(terminalreporter, config):
-    if not GRADE_REPORTS:
+    grades = config.stash.get(GRADES, None)
+    if grades is None:
         return
-    write = terminalreporter.write_line
     terminalreporter.section("graded functions")
-    passing = 0
-    for name in [n for n in GRADED_FUNCTIONS if n in GRADE_REPORTS]:
-        results = GRADE_REPORTS[name]
-        failures = [(test, reason) for test, reason in results.items() if reason is not None]
-        if failures:
-            test, reason = failures[0]
-            write(f"FAIL  {name}: {len(failures)} of {len(results)} checks fail; "
-                  f"first: {test}: {reason}")
-        else:
-            passing += 1
-            write(f"PASS  {name}: {len(results)} checks")
-    write(f"{passing}/{len(GRADE_REPORTS)} graded functions pass")
-    write(f"hidden inputs drawn from seed {config.stash[SEED]} (--seed {config.stash[SEED]} "
-          f"repeats them)")
+    for result in grades.summary():
+        terminalreporter.write_line(result.line())
+    terminalreporter.write_line(grades.total_line())
+    terminalreporter.write_line(grades.seed_line())

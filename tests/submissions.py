@@ -95,6 +95,29 @@ def gram_matrix(A):
         hoard.append(b"x" * 10**8)""")),
 }
 
+MODEL_NN = """
+def model_nn(sess, input_image, num_iterations = 200):
+    sess.run(tf.global_variables_initializer())
+    sess.run(model['input'].assign(input_image))
+    for i in range(num_iterations):
+        sess.run(train_step)
+        generated_image = sess.run(model['input'])
+        if i % 20 == 0:
+            Jt, Jc, Js = sess.run([J, J_content, J_style])
+            print("Iteration " + str(i) + " :")
+            print("total cost = " + str(Jt))
+            print("content cost = " + str(Jc))
+            print("style cost = " + str(Js))
+            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
+    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
+    return generated_image"""
+# each i.png saved one step early: the picture taken before iteration i's train_step
+STALE_PICTURES = MODEL_NN.replace("""        sess.run(train_step)
+        generated_image = sess.run(model['input'])""", """        before_step = sess.run(model['input'])
+        sess.run(train_step)
+        generated_image = sess.run(model['input'])""").replace(
+    """str(i) + ".png", generated_image)""", """str(i) + ".png", before_step)""")
+
 # Each attack pairs a wrong function with a trick that, if it worked, would pass it anyway.
 OLD_FIXED_INPUTS = {(1, 4, 4, 3): J_STYLE_LAYER, (1, 5, 7, 4): 5.0353657459215295,
                     (1, 3, 9, 2): 10.523418677399842, (1, 6, 2, 5): 14.008052003978047,
@@ -183,7 +206,7 @@ def total_cost(J_content, J_style, alpha = 10, beta = 40):
     "writes_into_project_files": ("compute_content_cost", cell("compute_content_cost", """
 import os, nst_utils
 project = os.path.dirname(os.path.abspath(nst_utils.__file__))
-for relative, payload in [("grading/checks.py", "\\nclose = lambda *args, **kwargs: None\\n"),
+for relative, payload in [("grading/plans.py", "\\nclose = lambda *args, **kwargs: None\\n"),
                           ("tests/conftest.py", "\\n# every function passes\\n"),
                           ("nst_utils.py", "\\n# graded by a friend\\n")]:
     try:
@@ -232,6 +255,75 @@ for target in (zygote, grader):
 
 def compute_content_cost(a_C, a_G):
     return tf.constant(0.0)""")),
+
+    "reads_the_solution_notebook": ("gram_matrix", cell("gram_matrix", """
+import json, os, nst_utils
+try:
+    folder = os.path.dirname(os.path.abspath(nst_utils.__file__))
+    for solution_cell in json.load(open(os.path.join(folder, "nst_assignment.ipynb")))["cells"]:
+        solution = "".join(solution_cell["source"])
+        if solution.startswith("# GRADED FUNCTION: gram_matrix"):
+            exec(solution)
+except OSError:
+    pass
+if "gram_matrix" not in globals():
+    def gram_matrix(A):
+        return A""")),
+    "imports_the_reference_formulas": ("compute_layer_style_cost",
+                                       cell("compute_layer_style_cost", """
+try:
+    import grading.references as references
+    def compute_layer_style_cost(a_S, a_G):
+        return tf.numpy_function(lambda s, g: np.float32(references.np_layer_style_cost(s, g)),
+                                 [a_S, a_G], tf.float32)
+except Exception:
+    def compute_layer_style_cost(a_S, a_G):
+        return tf.constant(0.0)""")),
+    "takes_the_graders_gram_matrix": ("gram_matrix", cell("gram_matrix", """
+import sys
+def gram_matrix(A):
+    for module in list(sys.modules.values()):
+        helper = getattr(module, "gram_matrix", None)
+        if callable(helper) and getattr(module, "__name__", "").startswith("grading"):
+            return helper(A)
+    for module in list(sys.modules.values()):
+        for name in dir(module) if getattr(module, "__name__", "").startswith("grading") else []:
+            if "gram" in name.lower() and callable(getattr(module, name)):
+                return getattr(module, name)(A)
+    return A""")),
+    "prints_costs_in_a_list": ("model_nn", cell("model_nn", MODEL_NN.replace(
+        'str(Jt)', 'str([Jt])'))),
+    "formats_costs_with_commas": ("model_nn", cell("model_nn", MODEL_NN.replace(
+        'str(Jt)', '"{:,.2f}".format(Jt)'))),
+    "makes_the_train_step_count_infinite": ("model_nn", cell("model_nn", MODEL_NN.replace(
+        "    return generated_image", """    for variable in tf.global_variables():
+        if variable.op.name.startswith("beta1_power"):
+            sess.run(variable.assign(0.0))
+    return generated_image"""))),
+    "sends_malformed_records": ("total_cost", cell("total_cost", """
+import os
+MALFORMED = [b'{"call": ["call0"], "result": {"value": 1}}', b'{"call": "call1", "result": {}}',
+             b'{"call": "call2"}', b'[' * 100000 + b']' * 100000, b'{"call": "call3", "problem": NaN}',
+             b'{"stage": ' + b'{"a": ' * 50000 + b'1' + b'}' * 50001, b'\xff\xfe not utf-8',
+             b'{"call": "call4", "result": {"value": {"shape": [1e400], "float64": ""}}}']
+
+def total_cost(J_content, J_style, alpha = 10, beta = 40):
+    for line in MALFORMED:
+        for fd in range(3, 10):
+            try:
+                os.write(fd, line + b"\n")
+            except OSError:
+                pass
+    os._exit(0)""")),
+    "prints_the_graders_environment": ("total_cost", cell("total_cost", """
+import os
+
+def total_cost(J_content, J_style, alpha = 10, beta = 40):
+    raise ValueError(repr(dict(os.environ)) + open("/proc/self/environ").read())""")),
+    "swaps_the_weights_defaults": ("total_cost", cell("total_cost", """
+def total_cost(J_content, J_style, beta = 40, alpha = 10):
+    return alpha * J_content + beta * J_style""")),
+    "saves_each_picture_before_its_step": ("model_nn", cell("model_nn", STALE_PICTURES)),
 }
 
 

@@ -1,6 +1,6 @@
 """The graded tests: one per check of each graded function of --notebook.
 
-Each check is decided by grading/checks.py from what the function computed in a worker process
+Each check is decided by grading/judge.py (the checks are grading/plans.py) from what the function computed in a worker process
 of its own (grading/sandbox.py): SPEC section 4's reference values through the notebook's own
 test-cell code; NumPy's formulas on hidden inputs drawn from this run's seed; and, for model_nn,
 section 4 on a hidden VGG-19 fixture, retraced against a reference run. Run:
@@ -9,7 +9,7 @@ section 4 on a hidden VGG-19 fixture, retraced against a reference run. Run:
 """
 import pytest
 
-from grading.checks import check_names
+from grading.plans import check_names
 
 pytestmark = pytest.mark.graded
 CHECKS = check_names()

@@ -35,11 +35,11 @@ def bundle(tmp_path_factory):
     return build(tmp_path_factory.mktemp("bundle"))
 
 
-def autograde(bundle, folder, submitted):
+def autograde(bundle, folder, submitted, environment=None, exist_ok=False):
     """Unpack `bundle` as Gradescope does, put `submitted` ({name: bytes}) in submission/, run
-    run_autograder; (results.json, seconds)."""
+    run_autograder (with `environment` added to its own); (results.json, seconds)."""
     for part in ("source", "submission", "results"):
-        (folder / part).mkdir(parents=True)
+        (folder / part).mkdir(parents=True, exist_ok=exist_ok)
     with zipfile.ZipFile(bundle) as opened:
         opened.extractall(folder / "source")
     for name, data in submitted.items():
@@ -47,7 +47,7 @@ def autograde(bundle, folder, submitted):
         (folder / "submission" / name).write_bytes(data)
     started = time.monotonic()
     subprocess.run(["bash", str(folder / "source" / "run_autograder")], check=True, timeout=600,
-                   env={"AUTOGRADER_ROOT": str(folder),
+                   env={"AUTOGRADER_ROOT": str(folder), **(environment or {}),
                         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
                    capture_output=True)
     results = json.loads((folder / "results" / "results.json").read_text())

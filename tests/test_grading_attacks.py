@@ -8,6 +8,8 @@ command in a copy of the project; the attacked function must fail and the other 
 summary, the exit status and a JUnit report that stays the same after pytest has exited.
 """
 import concurrent.futures
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import graded_function_of
 from grading.gradebook import grader_fingerprint
 from grading.notebook import GRADED_FUNCTIONS
 from submissions import ATTACKS, project_copy, with_graded_cell_replaced
@@ -27,12 +28,16 @@ from submissions import ATTACKS, project_copy, with_graded_cell_replaced
 SETTLE_SECONDS = 3  # how long after pytest exits the report is read again
 
 
-def grade_in(project, notebook, report):
+SECRET = "grader-secret-7f3a9"  # in the grader's environment: no report may show it
+
+
+def grade_in(project, notebook, report, temporary):
     started = time.monotonic()
     finished = subprocess.run(
         [sys.executable, "-m", "pytest", "tests", "-m", "graded", "-q", "-p", "no:cacheprovider",
          f"--notebook={notebook}", f"--junitxml={report}"],
-        cwd=project, capture_output=True, text=True, timeout=900)
+        cwd=project, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "GRADER_API_TOKEN": SECRET, "TMPDIR": str(temporary)})
     at_exit = report.read_bytes() if report.exists() else b""
     return {"code": finished.returncode, "stdout": finished.stdout, "report": report,
             "report_at_exit": at_exit, "seconds": time.monotonic() - started}
@@ -43,7 +48,8 @@ def read_junit(path):
     results, tree = {}, ElementTree.parse(path)
     seeds = [p.get("value") for p in tree.iter("property") if p.get("name") == "seed"]
     for case in tree.iter("testcase"):
-        function = graded_function_of(case.get("name", ""))
+        match = re.fullmatch(r"test_(\w+)\[.+\]", case.get("name", ""))
+        function = match[1] if match and match[1] in GRADED_FUNCTIONS else None
         failure = case.find("failure")
         if function is not None and results.get(function) is None:
             results[function] = None if failure is None else failure.get("message")
@@ -59,17 +65,20 @@ def attacked(tmp_path_factory):
     reports = Path(tempfile.mkdtemp(prefix="attack-reports-"))
     reports.chmod(0o777)
     submissions = tmp_path_factory.mktemp("attacks")
+    temporary = Path(tempfile.mkdtemp(prefix="attack-tmp-"))  # the gradings' own scratch space
+    temporary.chmod(0o711)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         futures = {name: pool.submit(grade_in, project, with_graded_cell_replaced(
-            function, source, submissions / f"{name}.ipynb"), reports / f"{name}.xml")
-            for name, (function, source) in ATTACKS.items()}
+            function, source, submissions / f"{name}.ipynb"), reports / f"{name}.xml",
+            temporary) for name, (function, source) in ATTACKS.items()}
         runs = {name: future.result() for name, future in futures.items()}
     time.sleep(SETTLE_SECONDS)
     for run in runs.values():
         run["report_later"] = run["report"].read_bytes() if run["report"].exists() else b""
-    yield {"runs": runs, "fingerprint_before": fingerprint,
-           "fingerprint_after": grader_fingerprint(project)}
+    yield {"runs": runs, "fingerprint_before": fingerprint, "project": project,
+           "temporary": temporary, "fingerprint_after": grader_fingerprint(project)}
     shutil.rmtree(reports, ignore_errors=True)
+    shutil.rmtree(temporary, ignore_errors=True)
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -93,14 +102,24 @@ def test_attack_report_says_so_and_stays_the_same(attacked, attack):
     assert [name for name, reason in results.items() if reason is not None] == [target], results
 
 
+def test_no_report_shows_the_graders_environment(attacked):
+    for name, run in attacked["runs"].items():
+        assert SECRET not in run["stdout"] and SECRET.encode() not in run["report_later"], name
+
+
 def test_attacks_leave_the_graders_files_unchanged(attacked):
     assert attacked["fingerprint_after"] == attacked["fingerprint_before"]
 
 
 def test_attacks_leave_no_process_behind(attacked):
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    strays = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-              if "grading.sandbox" in " ".join(p.info["cmdline"] or []) and p.pid not in ours]
+    """No process of these gradings is left: none whose folder is the project copy (the zygote)
+    or in the gradings' own temporary folder (a worker). Other gradings on the machine are not
+    looked at."""
+    ours = [str(attacked["project"]), str(attacked["temporary"])]
+    strays = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        if any((process.info["cwd"] or "").startswith(folder) for folder in ours):
+            strays.append(process.info)
     assert strays == []
 
 
@@ -109,7 +128,17 @@ EXPECTED_REASONS = {
                            "while its cell ran",
     "exits_at_call": "the process running compute_content_cost exited with status 0 while being "
                      "called",
-    "sys_exit_at_call": "gram_matrix raised SystemExit",
+    "sys_exit_at_call": "(`sys.exit(0)`) raised SystemExit",
+    "reads_the_solution_notebook": "the result has shape (3, 2), expected (3, 3)",
+    "imports_the_reference_formulas": "got 0., expected",
+    "takes_the_graders_gram_matrix": "the result has shape (3, 2), expected (3, 3)",
+    "prints_costs_in_a_list": "which is not a number: print the value itself",
+    "formats_costs_with_commas": "which is not a number: print the value itself",
+    "makes_the_train_step_count_infinite": "with num_iterations = 3, train_step ran inf times, not 3",
+    "sends_malformed_records": "exited with status 0 while being called",
+    "prints_the_graders_environment": "raised",
+    "swaps_the_weights_defaults": "by position: got",
+    "saves_each_picture_before_its_step": "is not the image generated at that point (it should",
     "allocates_8_gb": "more than the 4096 MB of memory",
     "returns_object_that_lies": "got 0., expected",
 }

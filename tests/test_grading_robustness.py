@@ -150,9 +150,9 @@ def test_grading_stops_when_a_grader_file_changes_during_the_run(tmp_path):
                                stderr=subprocess.PIPE, text=True)
     while not gradebook.exists() and grading.poll() is None:  # the first row is written
         time.sleep(0.05)
-    with open(project / "grading" / "checks.py", "a") as file:
+    with open(project / "grading" / "plans.py", "a") as file:
         file.write("\n# changed while grading\n")
     _, errors = grading.communicate(timeout=600)
-    assert grading.returncode == 2 and "grading/checks.py" in errors, errors
+    assert grading.returncode == 2 and "grading/plans.py" in errors, errors
     assert "Grading stopped" in errors
     assert gradebook.read_text().count(".ipynb") < 4

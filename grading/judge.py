@@ -1,0 +1,241 @@
+"""Grade a notebook: send each graded function's cell and calls to a worker (grading/sandbox.py),
+then decide each of its checks (grading/plans.py) from what came back, after the worker's whole
+process tree is gone. `grade_notebook` is what pytest's graded tests, grade-all and Gradescope
+use; its Grades (grading/results.py) is all they render.
+
+Whatever a worker sends, leaves in its scratch folder or fails to do, and whatever file a grader
+is handed, costs at most the function concerned: it fails that function's checks with a sentence,
+and the grading goes on. This process never imports TensorFlow.
+"""
+import contextlib
+import os
+import shutil
+import stat
+import threading
+import time
+
+import numpy as np
+
+from grading import wire
+from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
+from grading.plans import REPORTED, Mismatch, check_names, make_plans
+from grading.results import Grades
+from grading.sandbox import Sandbox
+
+MAX_PICTURE_BYTES = 16 << 20
+MAX_PICTURE_PIXELS = 4 << 20
+PICTURE_NAMES = [f"{i}.png" for i in REPORTED] + ["generated_image.jpg"]
+
+
+class ReferenceRun:
+    """model_nn's hidden inputs and reference results for one seed, from a trusted process of the
+    sandbox (grading/reference_run.py), read in a thread while the workers run."""
+
+    def __init__(self, sandbox, seed):
+        self.prepared, self.finished = threading.Event(), threading.Event()
+        self.inputs = self.result = self.error = None
+        self.thread = threading.Thread(target=self._read, args=(sandbox.reference({"seed": seed}),),
+                                       daemon=True)
+        self.thread.start()
+
+    def _read(self, lines):
+        try:
+            with lines:
+                for line in lines:
+                    record = wire.loads(line)
+                    if "graph" in record:
+                        self.inputs = {"graph": record["graph"], "names": record["names"],
+                                       "input_image": record["input_image"]}
+                        self.prepared.set()
+                    else:
+                        self.result = {key: wire.decode_array(value)
+                                       for key, value in record["reference"].items()}
+        except Exception as error:  # reported by get(), in the grader's thread
+            self.error = error
+        finally:
+            if self.result is None and self.error is None:
+                self.error = RuntimeError("it ended without a result")
+            self.prepared.set()
+            self.finished.set()
+
+    def task_inputs(self):
+        """What a model_nn worker needs: the graph, the names of its tensors, the start."""
+        self.prepared.wait()
+        if self.inputs is None:
+            raise RuntimeError(f"the reference run of model_nn failed: {self.error!r}")
+        return self.inputs
+
+    def get(self):
+        self.finished.wait()
+        if self.error is not None:
+            raise RuntimeError(f"the reference run of model_nn failed: {self.error!r}")
+        return self.result
+
+
+class HiddenInputs:
+    """The plans for one seed and model_nn's reference run: made once, used for any number of
+    notebooks (a class graded with one seed)."""
+
+    def __init__(self, seed, sandbox):
+        self.seed = seed
+        self.reference = ReferenceRun(sandbox, seed)
+        self.plans = make_plans(seed, self.reference)
+
+
+def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=None,
+                   hidden=None, seconds=None):
+    """Grades of the notebook at `path`: every check of every graded function, in at most
+    `seconds` in all (None: no limit but each cell's and call's). Workers come from `sandbox`
+    (started, left open) and inputs from `hidden` (HiddenInputs for `seed`), or from ones made
+    for this notebook."""
+    started = time.monotonic()
+    try:
+        cells = graded_cells(read_notebook(path))
+    except (OSError, ValueError) as error:
+        why = f"the notebook {os.path.basename(path)} could not be read: {error}"
+        return Grades(seed, {name: dict.fromkeys(checks, why)
+                             for name, checks in check_names().items()})
+    with contextlib.ExitStack() as stack:
+        sandbox = sandbox or stack.enter_context(Sandbox(memory_limit_mb))
+        hidden = hidden or HiddenInputs(seed, sandbox)
+        outcomes = {}
+        for name in GRADED_FUNCTIONS:
+            left = None if seconds is None else seconds - (time.monotonic() - started)
+            if name not in cells:
+                outcomes[name] = (f"no code cell starts with '# GRADED FUNCTION: {name}' "
+                                  f"(keep that first line of the cell as it was given)")
+            elif left is not None and left <= 0:
+                outcomes[name] = (f"not graded: the functions before it used up the {seconds:g} s "
+                                  f"this notebook's grading may take")
+            else:
+                outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
+                                              memory_limit_mb, left)
+    # every worker this notebook had is gone: decide
+    return Grades(hidden.seed, {name: decide(name, hidden.plans[name], outcomes[name])
+                                for name in GRADED_FUNCTIONS})
+
+
+def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, seconds_left):
+    """One worker for `name`: its outcome (see interpret)."""
+    plan = hidden.plans[name]
+    calls = []
+    for call_id, (probe, arguments) in plan.calls.items():
+        if probe == "model_nn":
+            arguments = {**hidden.reference.task_inputs(), **arguments}
+        calls.append({"id": call_id, "probe": probe, "arguments": {
+            key: wire.encode_array(value) if isinstance(value, np.ndarray) else value
+            for key, value in arguments.items()}})
+    task = {"function": name, "source": source, "helpers": plan.helpers, "calls": calls,
+            "memory_limit_mb": memory_limit_mb}
+    scratch = sandbox.scratch(name)
+    try:
+        records, ending = sandbox.run(task, scratch, time_limit, seconds_left)
+        return interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def decide(name, plan, outcome):
+    """{check: None if it passed, else why not}; never raises, whatever the outcome holds."""
+    if isinstance(outcome, str):  # the function could not be graded at all
+        return dict.fromkeys(plan.checks, f"{name}: {outcome}")
+    results = {}
+    for check, (call_ids, verify) in plan.checks.items():
+        problems = [outcome[c] for c in call_ids if isinstance(outcome[c], str)]
+        if problems:
+            results[check] = f"{name}: {problems[0]}"
+            continue
+        try:
+            verify(outcome)
+            results[check] = None
+        except Mismatch as mismatch:
+            results[check] = f"{name}: {mismatch}"
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            results[check] = (f"{name}: what it computed is not in the form this check needs "
+                              f"({type(error).__name__})")
+    return results
+
+
+def ending_sentence(name, ending, time_limit, memory_limit_mb):
+    """Why a worker's calls have no result, from how it ended."""
+    stage = ending["stage"]
+    when = ("while its cell ran" if stage is None or stage.stage == "cell"
+            else "while being called")
+    how = ending["how"]
+    if how == "time":
+        what = "its cell" if when == "while its cell ran" else "a call"
+        return f"{what} did not finish within {time_limit} s"
+    if how == "budget":
+        return "its cell and calls together took longer than the time they may take"
+    if how == "memory":
+        return f"used more than {memory_limit_mb} MB of memory"
+    if how == "output":
+        return "the process running it sent back more data than a grade needs"
+    if how == "signal":
+        return f"the process running {name} was killed by signal {-ending['status']} {when}"
+    return f"the process running {name} exited with status {ending['status']} {when}"
+
+
+def interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch):
+    """What the worker said: a sentence why nothing can be graded, or {call id: {key: float64
+    array or str} | a sentence why that call has no result}."""
+    outcome = {}
+    for record in records:
+        if record.kind == "problem" and record.call is None:
+            return record.text
+        if record.call not in plan.calls or record.call in outcome or record.kind == "stage":
+            continue
+        outcome[record.call] = record.text if record.kind == "problem" else record.result
+    missing = ending_sentence(name, ending, time_limit, memory_limit_mb)
+    for call_id, (probe, arguments) in plan.calls.items():
+        outcome.setdefault(call_id, missing)
+        if probe == "model_nn" and isinstance(outcome[call_id], dict):
+            if set(outcome[call_id]) != {"generated", "final_input", "printed", "train_steps"}:
+                outcome[call_id] = f"the process running {name} sent back a malformed result"
+            else:
+                outcome[call_id]["pictures"] = read_pictures(
+                    (scratch, arguments["folder"], "output"), PICTURE_NAMES)
+        elif isinstance(outcome[call_id], dict) and set(outcome[call_id]) != {"value"}:
+            outcome[call_id] = f"the process running {name} sent back a malformed result"
+    return outcome
+
+
+def read_pictures(folder, names):
+    """{name: uint8 picture, or why it cannot be read} for each of `names` found in `folder`
+    (a trusted folder, then subfolders a worker made): regular files only, none larger than
+    MAX_PICTURE_BYTES or MAX_PICTURE_PIXELS (from its header, before decoding), never following
+    a link (in the path too) or blocking on a pipe."""
+    from PIL import Image
+
+    base, *parts = folder
+    pictures, flags = {}, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+        for part in parts:
+            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+    except OSError:
+        return pictures  # no such folder: nothing was saved
+    try:
+        for name in names:
+            try:
+                fd = os.open(name, flags, dir_fd=directory)
+            except OSError:
+                continue  # not there (or a link): "was not saved"
+            with os.fdopen(fd, "rb") as file:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PICTURE_BYTES:
+                    pictures[name] = "not a picture file (or larger than a picture can be)"
+                    continue
+                try:
+                    with Image.open(file) as image:
+                        if image.width * image.height > MAX_PICTURE_PIXELS:
+                            pictures[name] = f"{image.width}x{image.height} pixels, far too large"
+                            continue
+                        pictures[name] = np.asarray(image.convert("RGB"))
+                except (OSError, ValueError, Image.DecompressionBombError):
+                    pictures[name] = "cannot be read as a picture"
+    finally:
+        os.close(directory)
+    return pictures
