@@ -1,8 +1,8 @@
 """Write MatConvNet "simplenn" VGG-19 .mat files with random weights, for tests and benchmarks.
 
-The layout follows SPEC.md section 2: a (1, 43) `layers` cell of structs (name, type, weights, ...)
-plus `meta`; layout="beta16" mimics the older release (other field order, normalization and
-classes at the top level). width_scale shrinks every channel count (1.0 is real VGG-19 size).
+The layout is MatConvNet's for imagenet-vgg-verydeep-19.mat: a (1, 43) `layers` cell of structs
+(name, type, weights, ...) plus `meta`; layout="beta16" mimics the older release (other field
+order, normalization and classes at the top level). width_scale shrinks every channel count (1.0 is real VGG-19 size).
 """
 import numpy as np
 import scipy.io

@@ -1,7 +1,7 @@
 """The graded tests: one per check of each graded function of --notebook.
 
 Each check is decided by grading/judge.py (the checks are grading/plans.py) from what the function computed in a worker process
-of its own (grading/sandbox.py): SPEC section 4's reference values through the notebook's own
+of its own (grading/sandbox.py): the Expected Output values through the notebook's own
 test-cell code; NumPy's formulas on hidden inputs drawn from this run's seed; and, for model_nn,
 section 4 on a hidden VGG-19 fixture, retraced against a reference run. Run:
 

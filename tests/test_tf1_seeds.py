@@ -1,4 +1,4 @@
-"""Importing nst_utils restores TF 1.x's op-seed rule, so SPEC section 4's reference values appear."""
+"""Importing nst_utils restores TF 1.x's op-seed rule, so the notebook's Expected Output values appear."""
 import importlib
 
 import numpy as np
