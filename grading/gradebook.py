@@ -90,6 +90,7 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
     with Sandbox(memory_limit) as sandbox, \
             concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         hidden = HiddenInputs(seed, sandbox)
+        print(sandbox.protections_line())
         try:
             futures = [pool.submit(grade, p, root, sandbox, hidden, options) for p in todo]
             for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),

@@ -117,10 +117,14 @@ def run(root):
         grades = None
         if notebook is not None:
             from grading.judge import grade_notebook
+            from grading.sandbox import Sandbox
 
-            grades = grade_notebook(notebook, secrets.randbelow(2 ** 31),
-                                    settings["time_limit"], settings["memory_limit_mb"],
-                                    seconds=settings["seconds"] - SET_UP_SECONDS)
+            with Sandbox(settings["memory_limit_mb"]) as sandbox:
+                print(sandbox.protections_line())  # in the autograder's output, for instructors
+                grades = grade_notebook(notebook, secrets.randbelow(2 ** 31),
+                                        settings["time_limit"], settings["memory_limit_mb"],
+                                        sandbox=sandbox,
+                                        seconds=settings["seconds"] - SET_UP_SECONDS)
         results = results_for(grades, settings["points"], note, time.monotonic() - started)
     except Exception as error:  # the autograder's own failure: still a results.json
         results = results_for(None, settings["points"], f"The autograder failed ({error!r}); "

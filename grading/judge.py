@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from grading import wire
+from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
 from grading.plans import REPORTED, Mismatch, check_names, make_plans
 from grading.results import Grades
@@ -128,8 +129,10 @@ def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, sec
     task = {"function": name, "source": source, "helpers": plan.helpers, "calls": calls,
             "memory_limit_mb": memory_limit_mb}
     scratch = sandbox.scratch(name)
+    keep = [f"{arguments['folder']}/output/{picture}" for probe, arguments in plan.calls.values()
+            if probe == "model_nn" for picture in PICTURE_NAMES]
     try:
-        records, ending = sandbox.run(task, scratch, time_limit, seconds_left)
+        records, ending = sandbox.run(task, scratch, time_limit, seconds_left, keep)
         return interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -171,6 +174,11 @@ def ending_sentence(name, ending, time_limit, memory_limit_mb):
         return f"used more than {memory_limit_mb} MB of memory"
     if how == "output":
         return "the process running it sent back more data than a grade needs"
+    if how == "disk":
+        return f"wrote more than the {SCRATCH_BYTES >> 20} MB of files a graded function may write"
+    if how == "processes":
+        return (f"tried to run more than the {MAX_PROCESSES} processes and threads a graded "
+                f"function may run at once")
     if how == "signal":
         return f"the process running {name} was killed by signal {-ending['status']} {when}"
     return f"the process running {name} exited with status {ending['status']} {when}"
@@ -194,7 +202,7 @@ def interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch)
                 outcome[call_id] = f"the process running {name} sent back a malformed result"
             else:
                 outcome[call_id]["pictures"] = read_pictures(
-                    (scratch, arguments["folder"], "output"), PICTURE_NAMES)
+                    (scratch, "kept", arguments["folder"], "output"), PICTURE_NAMES)
         elif isinstance(outcome[call_id], dict) and set(outcome[call_id]) != {"value"}:
             outcome[call_id] = f"the process running {name} sent back a malformed result"
     return outcome

@@ -43,13 +43,12 @@ import time
 import traceback
 from pathlib import Path
 
-from grading import wire
+from grading import limits, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_UID_BASE = 1_500_000_000  # + the supervisor's pid: a uid of its own for every worker
 FALLBACK_UID = 65534  # "nobody", where such uids cannot be used (some containers)
 MAX_FILE_BYTES = 256 << 20  # the largest file a worker may write
-MAX_PROCESSES = 512  # threads included, per worker (counted per uid: as root only)
 POLL_SECONDS = 0.05
 GRADER_ERROR = 70  # a worker's exit status when our own code in it failed
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
@@ -72,7 +71,7 @@ class Sandbox:
     def __init__(self, memory_limit_mb=4096):
         self.memory_limit_mb = memory_limit_mb
         self.zygote = self.folder = self.socket = None
-        self.ready = False
+        self.ready, self.protections = False, {}
         self.lock = threading.Lock()
 
     def start(self):
@@ -96,10 +95,21 @@ class Sandbox:
 
     def _wait_until_ready(self):
         if not self.ready:
-            if self.socket.recv(64) != b"ready":
+            message = self.socket.recv(1 << 16)
+            if not message.startswith(b"ready "):
                 raise RuntimeError("the grading sandbox could not start (python -m "
                                    "grading.sandbox): check that TensorFlow imports")
+            self.protections = json.loads(message[6:])
             self.ready = True
+
+    def protections_line(self):
+        """'sandbox: in force: ...; not in force here: ...' (the kernel's mechanisms)."""
+        with self.lock:
+            self._wait_until_ready()
+        used = [name for name, works in self.protections.items() if works]
+        missing = [name for name, works in self.protections.items() if not works]
+        return (f"sandbox protections in force: {', '.join(used) or 'none'}; not in force "
+                f"here: {', '.join(missing) or 'none'} (README: the threat model)")
 
     def scratch(self, name):
         """A new, empty folder for one worker, its own (it may write only there)."""
@@ -121,11 +131,14 @@ class Sandbox:
                          daemon=True).start()
         return report_read
 
-    def run(self, task, scratch, time_limit, seconds_left=None):
-        """Run `task` (for grading.worker.run_task) in a worker writing only in `scratch`.
+    def run(self, task, scratch, time_limit, seconds_left=None, keep=()):
+        """Run `task` (for grading.worker.run_task) in a worker writing only in `scratch`/work;
+        afterwards the files named in `keep` (paths relative to that folder) are copied to
+        `scratch`/kept, regular files only, and the rest is gone.
 
         Returns (records, ending): the worker's valid wire.Records, and how it ended:
-        {"how": "exit" | "signal" | "time" | "budget" | "memory" | "output", "status": int,
+        {"how": "exit" | "signal" | "time" | "budget" | "memory" | "output" | "disk" |
+        "processes", "status": int,
         "stage": its last stage Record or None}. "time": one stage (the cell, a call) took
         longer than `time_limit`; "budget": all of them together took longer than they may
         (`seconds_left` at most).
@@ -134,8 +147,8 @@ class Sandbox:
         if seconds_left is not None:
             budget = min(budget, seconds_left)
         report = self._start({"kind": "worker", "scratch": str(scratch), "time_limit": time_limit,
-                              "budget": budget, "memory_limit": self.memory_limit_mb << 20},
-                             task)
+                              "budget": budget, "memory_limit": self.memory_limit_mb << 20,
+                              "keep": ["worker.log", *keep]}, task)
         with os.fdopen(report, "rb") as lines:
             *records, last = [line for line in lines] or [b""]
         ending = wire.loads(last) if last.startswith(b'{"ending"') else None
@@ -189,6 +202,9 @@ def _write_and_close(fd, data):
 
 # ----- the zygote -----
 
+PROTECTIONS = {}  # in the zygote and its children: which kernel mechanisms work here
+
+
 def zygote_main(fd):
     """Import what workers need once, then fork a child for each request until the grader
     closes the socket; then end every descendant."""
@@ -196,7 +212,8 @@ def zygote_main(fd):
     from grading import worker  # imports TensorFlow and nst_utils; no reference, no check
     worker.warm_up()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    channel.send(b"ready")
+    PROTECTIONS.update(limits.available(), landlock=landlock_abi() > 0)
+    channel.send(b"ready " + json.dumps(PROTECTIONS).encode())
     children = set()
     while True:
         readable = select.select([channel], [], [], 1.0)[0]
@@ -254,14 +271,22 @@ def supervise(request, task_fd, report_fd):
     the grader; how it ended."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     scratch = Path(request["scratch"])
-    uid = _worker_uid(scratch)
+    work = scratch / "work"
+    work.mkdir()
+    scratch.chmod(0o711)  # the worker may pass through to its folder, nothing more
+    uid = _worker_uid(work)
+    if PROTECTIONS.get("private tmpfs for files"):
+        limits.private_tmpfs(work, os.getuid() if uid is None else uid)
+    cgroup = (limits.Cgroup(f"nst-worker-{os.getpid()}", request["memory_limit"])
+              if PROTECTIONS.get("cgroup: memory, processes, one cpu") else None)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
             os.close(report_fd)
-            task_fd, write_end = confine(scratch, uid, task_fd, write_end, request["memory_limit"])
+            task_fd, write_end = confine(work, uid, task_fd, write_end, request["memory_limit"],
+                                         cgroup)
             from grading import worker
             worker.run_task(wire.loads(_read_all(task_fd)),
                             lambda record: _send(write_end, record))
@@ -271,7 +296,23 @@ def supervise(request, task_fd, report_fd):
         os._exit(0)
     os.close(write_end)
     os.close(task_fd)
-    stage, buffer, total, last = None, b"", 0, None
+    try:
+        ending = _watch(request, pid, read_end, report_fd, cgroup, work)
+        if cgroup is not None and cgroup.out_of_memory():  # the kernel ended it for memory
+            ending["how"] = "memory"
+        elif cgroup is not None and cgroup.out_of_processes():  # a fork or thread was refused
+            ending["how"] = "processes"
+    finally:
+        kill_descendants()
+        if cgroup is not None:
+            cgroup.remove()
+    limits.copy_kept(work, scratch / "kept", request["keep"])
+    return ending
+
+
+def _watch(request, pid, read_end, report_fd, cgroup, work):
+    """Relay the worker's valid records until it ends or passes a limit; how it ended."""
+    stage, buffer, total = None, b"", 0
     started = stage_started = time.monotonic()
     how, status, pipe_open = None, None, True
     while how is None:
@@ -294,6 +335,12 @@ def supervise(request, task_fd, report_fd):
             how = "exit" if status >= 0 else "signal"
         elif total > wire.MAX_LINE_BYTES:
             how = "output"
+        elif cgroup is not None and cgroup.out_of_memory():
+            how = "memory"
+        elif cgroup is not None and cgroup.out_of_processes():
+            how = "processes"
+        elif PROTECTIONS.get("private tmpfs for files") and limits.disk_full(work):
+            how = "disk"
         elif _tree_rss() > request["memory_limit"]:
             how = "memory"
         elif time.monotonic() - stage_started > request["time_limit"]:
@@ -405,9 +452,15 @@ def _worker_uid(scratch):
     return None
 
 
-def confine(scratch, uid, task_fd, result_fd, memory_limit):
+def confine(scratch, uid, task_fd, result_fd, memory_limit, cgroup=None):
     """Confine this process (the worker) for good; its task and result pipes, renumbered 3, 4."""
     os.setsid()
+    if cgroup is not None:
+        cgroup.join()
+    namespaces = ((limits.CLONE_NEWIPC if PROTECTIONS.get("ipc namespace") else 0)
+                  | (limits.CLONE_NEWNET if PROTECTIONS.get("network namespace") else 0))
+    if namespaces:
+        limits.unshare(namespaces)
     log = os.open(scratch / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     if uid is not None:
         os.fchown(log, uid, uid)
@@ -418,11 +471,12 @@ def confine(scratch, uid, task_fd, result_fd, memory_limit):
     for target, source in enumerate((null, log, log, task_fd, result_fd)):
         os.dup2(source, target)
     os.closerange(5, 1 << 16)
-    limits = [(resource.RLIMIT_AS, _virtual_memory() + memory_limit), (resource.RLIMIT_CORE, 0),
-              (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)]
+    rlimits = [(resource.RLIMIT_AS, _virtual_memory() + memory_limit), (resource.RLIMIT_CORE, 0),
+               (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)]
     if uid is not None:  # counted per uid: only a uid of its own makes it the worker's limit
-        limits.append((resource.RLIMIT_NPROC, MAX_PROCESSES))
-    for limit, value in limits:
+        # a margin above the cgroup's pids.max, which counts only this worker's tree and says so
+        rlimits.append((resource.RLIMIT_NPROC, limits.MAX_PROCESSES + 64))
+    for limit, value in rlimits:
         try:
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):  # not enforced on this OS (macOS: RLIMIT_AS)

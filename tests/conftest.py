@@ -85,3 +85,4 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(result.line())
     terminalreporter.write_line(grades.total_line())
     terminalreporter.write_line(grades.seed_line())
+    terminalreporter.write_line(config.stash[SANDBOX].protections_line())

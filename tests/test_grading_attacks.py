@@ -31,11 +31,11 @@ SETTLE_SECONDS = 3  # how long after pytest exits the report is read again
 SECRET = "grader-secret-7f3a9"  # in the grader's environment: no report may show it
 
 
-def grade_in(project, notebook, report, temporary):
+def grade_in(project, notebook, report, temporary, *options):
     started = time.monotonic()
     finished = subprocess.run(
         [sys.executable, "-m", "pytest", "tests", "-m", "graded", "-q", "-p", "no:cacheprovider",
-         f"--notebook={notebook}", f"--junitxml={report}"],
+         f"--notebook={notebook}", f"--junitxml={report}", *options],
         cwd=project, capture_output=True, text=True, timeout=900,
         env={**os.environ, "GRADER_API_TOKEN": SECRET, "TMPDIR": str(temporary)})
     at_exit = report.read_bytes() if report.exists() else b""

@@ -21,13 +21,15 @@ def sandbox():
 
 
 def run_cell(sandbox, body, name="cell"):
-    """Run `body` as the total_cost cell in a fresh worker; (records, ending, scratch)."""
+    """Run `body` as the total_cost cell in a fresh worker; (records, ending, the folder of the
+    files it left that a test reads: planted_here.txt, daemon.pid, uid)."""
     scratch = sandbox.scratch(name)
     source = f"# GRADED FUNCTION: total_cost\n{body}\ndef total_cost(J_content, J_style, " \
              f"alpha = 10, beta = 40):\n    return 0\n"
     records, ending = sandbox.run({"function": "total_cost", "source": source, "helpers": "",
-                                   "calls": [], "memory_limit_mb": 2000}, scratch, TIME_LIMIT)
-    return records, ending, scratch
+                                   "calls": [], "memory_limit_mb": 2000}, scratch, TIME_LIMIT,
+                                  keep=["planted_here.txt", "daemon.pid", "uid"])
+    return records, ending, scratch / "kept"
 
 
 def stages(records):
