@@ -17,6 +17,23 @@ def cell(name, body):
     return f"# GRADED FUNCTION: {name}\n\n{body.strip()}\n"
 
 
+MODEL_NN = """
+def model_nn(sess, input_image, num_iterations = 200):
+    sess.run(tf.global_variables_initializer())
+    sess.run(model['input'].assign(input_image))
+    for i in range(num_iterations):
+        sess.run(train_step)
+        generated_image = sess.run(model['input'])
+        if i % 20 == 0:
+            Jt, Jc, Js = sess.run([J, J_content, J_style])
+            print("Iteration " + str(i) + " :")
+            print("total cost = " + str(Jt))
+            print("content cost = " + str(Jc))
+            print("style cost = " + str(Js))
+            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
+    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
+    return generated_image"""
+
 BROKEN = {
     "syntax_error": ("gram_matrix", cell("gram_matrix", """
 def gram_matrix(A):
@@ -70,21 +87,8 @@ def compute_layer_style_cost(a_S, a_G):
     a_G = tf.reshape(a_G, [n_C, n_H * n_W])
     GS, GG = gram_matrix(a_S), gram_matrix(a_G)
     return tf.reduce_sum(tf.square(GS - GG)) / (4 * n_C**2 * (n_H * n_W)**2)""")),
-    "model_nn_forgets_to_assign_input": ("model_nn", cell("model_nn", """
-def model_nn(sess, input_image, num_iterations = 200):
-    sess.run(tf.global_variables_initializer())
-    for i in range(num_iterations):
-        sess.run(train_step)
-        generated_image = sess.run(model['input'])
-        if i % 20 == 0:
-            Jt, Jc, Js = sess.run([J, J_content, J_style])
-            print("Iteration " + str(i) + " :")
-            print("total cost = " + str(Jt))
-            print("content cost = " + str(Jc))
-            print("style cost = " + str(Js))
-            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
-    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
-    return generated_image""")),
+    "model_nn_forgets_to_assign_input": ("model_nn", cell("model_nn", MODEL_NN.replace(
+        "    sess.run(model['input'].assign(input_image))\n", ""))),
     "kills_its_process": ("total_cost", cell("total_cost", """
 import os, signal
 os.kill(os.getpid(), signal.SIGKILL)""")),
@@ -95,22 +99,6 @@ def gram_matrix(A):
         hoard.append(b"x" * 10**8)""")),
 }
 
-MODEL_NN = """
-def model_nn(sess, input_image, num_iterations = 200):
-    sess.run(tf.global_variables_initializer())
-    sess.run(model['input'].assign(input_image))
-    for i in range(num_iterations):
-        sess.run(train_step)
-        generated_image = sess.run(model['input'])
-        if i % 20 == 0:
-            Jt, Jc, Js = sess.run([J, J_content, J_style])
-            print("Iteration " + str(i) + " :")
-            print("total cost = " + str(Jt))
-            print("content cost = " + str(Jc))
-            print("style cost = " + str(Js))
-            save_image(CONFIG.OUTPUT_DIR + str(i) + ".png", generated_image)
-    save_image(CONFIG.OUTPUT_DIR + "generated_image.jpg", generated_image)
-    return generated_image"""
 # each i.png saved one step early: the picture taken before iteration i's train_step
 STALE_PICTURES = MODEL_NN.replace("""        sess.run(train_step)
         generated_image = sess.run(model['input'])""", """        before_step = sess.run(model['input'])
