@@ -155,6 +155,21 @@ class Cgroup:
                     time.sleep(0.01)
 
 
+def remove_groups(prefix):
+    """Remove the empty groups below this process's own whose names start with `prefix` (those
+    of supervisors that were killed before they could remove their own)."""
+    for controller in ("", "memory", "pids", "cpu"):
+        try:
+            folders = list(_own_group(controller).glob(prefix + "*"))
+        except OSError:
+            continue
+        for folder in folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
 def _own_group(controller):
     """This process's cgroup folder in the hierarchy of `controller` ("" for v2)."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():

@@ -231,6 +231,7 @@ def zygote_main(fd):
             os.close(descriptor)
         children.add(pid)
     kill_descendants()
+    limits.remove_groups(f"nst-{os.getpid()}-")  # of supervisors killed before they could
     os._exit(0)  # no interpreter teardown: TensorFlow's takes seconds
 
 
@@ -277,7 +278,7 @@ def supervise(request, task_fd, report_fd):
     uid = _worker_uid(work)
     if PROTECTIONS.get("private tmpfs for files"):
         limits.private_tmpfs(work, os.getuid() if uid is None else uid)
-    cgroup = (limits.Cgroup(f"nst-worker-{os.getpid()}", request["memory_limit"])
+    cgroup = (limits.Cgroup(f"nst-{os.getppid()}-{os.getpid()}", request["memory_limit"])
               if PROTECTIONS.get("cgroup: memory, processes, one cpu") else None)
     read_end, write_end = os.pipe()
     pid = os.fork()
