@@ -10,6 +10,7 @@ test per graded function, its score, and the same sentence pytest prints when it
 import json
 import os
 import secrets
+import stat
 import sys
 import time
 import zipfile
@@ -24,21 +25,78 @@ DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNC
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
 
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, as root, in /autograder/source, to build the autograder's image.
+# The Pythons every pinned package of grading/requirements.txt has wheels for (checked with
+# `pip download --no-deps --only-binary=:all: --python-version X.Y` for each), newest first.
+SUPPORTED_PYTHONS = ("3.13", "3.12", "3.11")
+BASE_IMAGE = "Ubuntu 22.04"  # Gradescope's default base image, and the one the README names
+
+SETUP_SH = r"""#!/usr/bin/env bash
+# Gradescope runs this once, as root and with no terminal, in /autograder/source (where the zip
+# was unpacked), to build the autograder's image. It installs a Python from the distribution's
+# own package archive (no PPA, so nothing depends on Launchpad), makes a virtual environment in
+# .venv beside this script, and installs into it only what grading needs,
+# grading/requirements.txt. The only hosts it needs are the distribution's archive and the
+# Python package index; a step that fails for a passing network error is tried again.
 set -euo pipefail
-cd /autograder/source
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-if ! command -v python3.11 >/dev/null; then
-    apt-get install -y software-properties-common
-    add-apt-repository -y ppa:deadsnakes/ppa
-    apt-get update
-fi
-apt-get install -y python3.11 python3.11-venv
-python3.11 -m venv /autograder/source/.venv
-/autograder/source/.venv/bin/pip install --no-cache-dir -r requirements.txt
-"""
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export DEBIAN_FRONTEND=noninteractive  # apt and dpkg ask no questions: there is no one to answer
+cd "$(dirname "$(readlink -f "$0")")"
+
+SUPPORTED="@PYTHONS@"  # newest first: every pinned package has wheels for each of these
+BASE_IMAGE="@BASE_IMAGE@"
+
+say() { echo "setup.sh: $*" >&2; }
+retry() {  # the command, up to 3 times, 20 s apart
+    local attempt
+    for attempt in 1 2 3; do
+        "$@" && return 0
+        if [ "$attempt" -lt 3 ]; then
+            say "'$*' failed (try $attempt of 3); again in 20 s"
+            sleep 20
+        fi
+    done
+    say "'$*' failed 3 times"
+    return 1
+}
+unsupported() {
+    say "this image offers no Python that grading supports (one of: $SUPPORTED) $1."
+    say "In Gradescope's Configure Autograder, choose the base image '$BASE_IMAGE' (Base variant),"
+    say "then upload the zip again."
+    exit 1
+}
+
+# 1. The package lists. Gradescope's images are Ubuntu or Debian: apt is how they install.
+command -v apt-get >/dev/null || unsupported "through apt-get (this image has no apt-get)"
+retry apt-get update
+
+# 2. The newest supported Python the archive has, with its venv module (Ubuntu 22.04: 3.11
+#    from universe; Ubuntu 24.04: 3.12; Debian 12: 3.11). 'Candidate: (none)' means not offered.
+offered() { apt-cache policy "$1" 2>/dev/null | grep "Candidate: [0-9]" >/dev/null; }
+version=""
+for candidate in $SUPPORTED; do
+    if offered "python$candidate" && offered "python$candidate-venv"; then
+        version=$candidate
+        break
+    fi
+done
+[ -n "$version" ] || unsupported "in its package archive"
+say "installing Python $version from the distribution's archive"
+
+# 3. That Python, its venv module, and the certificates pip needs to reach the package index.
+retry apt-get install -y --no-install-recommends "python$version" "python$version-venv" \
+    ca-certificates
+
+# 4. A fresh virtual environment (--clear: a second run starts over, never half-built).
+"python$version" -m venv --clear .venv
+
+# 5. What grading needs, pinned (grading/requirements.txt); no download cache kept in the image.
+retry .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r grading/requirements.txt
+
+# 6. Fail the build now, not at the first submission, if anything grading imports is missing.
+.venv/bin/python -c "import nst_utils, PIL.Image, psutil, tqdm" \
+    || { say "the installed packages do not import (above)"; exit 1; }
+say "ready: $(.venv/bin/python --version), grading/requirements.txt installed in .venv"
+""".replace("@PYTHONS@", " ".join(SUPPORTED_PYTHONS)).replace("@BASE_IMAGE@", BASE_IMAGE)
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for each submission. AUTOGRADER_ROOT (default /autograder) holds
@@ -53,21 +111,25 @@ cd "$root/source" && exec "$python" -m grading.gradescope "$root"
 def write_bundle(path, **settings):
     """Write the autograder zip to `path`: setup.sh, run_autograder, its settings (DEFAULTS
     unless given: points, seconds, time_limit, memory_limit_mb) and what grading needs from
-    the project (requirements.txt, nst_utils.py, grading/)."""
+    the project (grading/ with its requirements.txt, nst_utils.py). Every entry carries its
+    Unix mode, a regular file's: rwxr-xr-x for the two scripts, rw-r--r-- for the rest (the
+    sandbox's workers, as nobody, read the project's files)."""
     settings = {**DEFAULTS, **{key: value for key, value in settings.items() if value}}
     if set(settings["points"]) != set(GRADED_FUNCTIONS):
         raise ValueError(f"give points for exactly these functions: {', '.join(GRADED_FUNCTIONS)}")
-    files = [ROOT / "requirements.txt", ROOT / "nst_utils.py",
+    files = [ROOT / "nst_utils.py", ROOT / "grading" / "requirements.txt",
              *sorted((ROOT / "grading").glob("*.py"))]
+    entries = [("setup.sh", SETUP_SH.encode(), 0o755),
+               ("run_autograder", RUN_AUTOGRADER.encode(), 0o755),
+               (CONFIG_NAME, (json.dumps(settings, indent=1) + "\n").encode(), 0o644),
+               *((str(file.relative_to(ROOT)), file.read_bytes(), 0o644) for file in files)]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, text, mode in (("setup.sh", SETUP_SH, 0o755),
-                                 ("run_autograder", RUN_AUTOGRADER, 0o755),
-                                 (CONFIG_NAME, json.dumps(settings, indent=1) + "\n", 0o644)):
+        for name, data, mode in entries:
             info = zipfile.ZipInfo(name, time.localtime()[:6])
-            info.external_attr = mode << 16
-            bundle.writestr(info, text)
-        for file in files:
-            bundle.write(file, str(file.relative_to(ROOT)))
+            info.create_system = 3  # Unix: unzip reads external_attr's high bits as st_mode
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, data)
     return path
 
 
