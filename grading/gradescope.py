@@ -24,6 +24,9 @@ DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNC
             "seconds": 600, "time_limit": 60, "memory_limit_mb": 4096}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
+# How Gradescope shows our messages: "text" shows them as written (Gradescope's default for the
+# top-level output is "simple_format", HTML, where a message with `<` would be mangled).
+OUTPUT_FORMAT = "text"
 
 # The Pythons every pinned package of grading/requirements.txt has wheels for (checked with
 # `pip download --no-deps --only-binary=:all: --python-version X.Y` for each), newest first.
@@ -161,14 +164,15 @@ def results_for(grades, points, note, seconds):
         tests.append({"name": name, "score": points[name] if passed else 0,
                       "max_score": points[name], "status": "passed" if passed else "failed",
                       "output": "All checks pass." if passed else reasons[0],
-                      "visibility": "visible"})
+                      "output_format": OUTPUT_FORMAT, "visibility": "visible"})
     total = sum(test["score"] for test in tests)
     passing = sum(test["status"] == "passed" for test in tests)
     if grades is not None:
         lines.append(f"{passing}/{len(GRADED_FUNCTIONS)} graded functions pass. Hidden inputs "
                      f"were drawn from seed {grades.seed}.")
     return {"score": round(total, 4), "execution_time": round(seconds),
-            "output": " ".join(lines), "visibility": "visible",
+            "output": " ".join(lines), "output_format": OUTPUT_FORMAT,
+            "test_output_format": OUTPUT_FORMAT, "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests}
 
 

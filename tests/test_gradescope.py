@@ -146,6 +146,12 @@ def test_a_submission_that_hangs_stays_within_the_budget(tmp_path):
     assert "used up the" in outputs["model_nn"]
 
 
+def test_messages_are_shown_as_plain_text(bundle, tmp_path):
+    results, _ = autograde(bundle, tmp_path, {"answers.pdf": b"%PDF-1.4"})
+    assert results["output_format"] == results["test_output_format"] == "text"
+    assert all(test["output_format"] == "text" for test in results["tests"])
+
+
 def test_setup_installs_only_what_grading_needs(bundle, tmp_path):
     with zipfile.ZipFile(bundle) as opened:
         opened.extractall(tmp_path)
