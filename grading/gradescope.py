@@ -20,13 +20,27 @@ from grading.notebook import GRADED_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
+# memory_limit_mb, what one graded function's worker may use (its process tree's resident
+# memory, pages shared with the sandbox included), fits the container the README recommends
+# (1.5 GB): the grader and the sandbox take about 765 MiB of PSS before a worker starts, so a
+# worker cut off at 768 MB (some 120 MB of it shared) keeps the total under 1,450 MiB, and a
+# function that eats memory is stopped with a message instead of the container being killed.
 DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS},
-            "seconds": 600, "time_limit": 60, "memory_limit_mb": 4096}
+            "seconds": 600, "time_limit": 60, "memory_limit_mb": 768}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
 # How Gradescope shows our messages: "text" shows them as written (Gradescope's default for the
 # top-level output is "simple_format", HTML, where a message with `<` would be mangled).
 OUTPUT_FORMAT = "text"
+
+# Grading one notebook's peak memory as a container's limit counts it: the sum of PSS, file-
+# backed pages (TensorFlow's libraries) included, over the whole grading process tree (the
+# grader, the sandbox and its worker), measured for our notebook at 973 MiB (README), rounded up
+# with room to spare. Below this, run() writes a results.json that says which setting to raise.
+GRADING_NEEDS_MIB = 1100
+# Gradescope's Autograder Settings, "Container Specifications": (its label, MiB of memory).
+CONTAINER_SPECIFICATIONS = (("0.5 CPU, 0.75GB RAM", 768), ("1.0 CPU, 1.5GB RAM", 1536),
+                            ("2.0 CPU, 3.0GB RAM", 3072), ("4.0 CPU, 6.0GB RAM", 6144))
 
 # The Pythons every pinned package of grading/requirements.txt has wheels for (checked with
 # `pip download --no-deps --only-binary=:all: --python-version X.Y` for each), newest first.
@@ -176,13 +190,78 @@ def results_for(grades, points, note, seconds):
             "stdout_visibility": "hidden", "tests": tests}
 
 
-def run(root):
-    """Grade root/submission into root/results/results.json; never raise."""
+def container_memory_mib(cgroups=Path("/sys/fs/cgroup"), membership=Path("/proc/self/cgroup")):
+    """The memory limit of the container we run in, in MiB, or None if there is none: the
+    smallest memory.max (cgroup v2) or memory.limit_in_bytes (cgroup v1) on the way from our own
+    cgroup up to the root, and at the root of the mount (which is a container's own cgroup)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    places = [(cgroups, "memory.max"), (cgroups / "memory", "memory.limit_in_bytes")]
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            top, name = cgroups, "memory.max"
+        elif "memory" in controllers.split(","):  # v1
+            top, name = cgroups / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        folder = top / path.strip("/")
+        while folder != top and top in folder.parents:
+            places.append((folder, name))
+            folder = folder.parent
+    limits = []
+    for folder, name in places:
+        try:
+            value = (folder / name).read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 1 << 60:  # "max", or v1's huge "no limit"
+            limits.append(int(value) / (1 << 20))
+    return min(limits, default=None)
+
+
+def memory_too_small(limit_mib):
+    """None if a container with `limit_mib` MiB (None: no limit) can grade a notebook; else the
+    sentence that tells the instructor which Gradescope setting to choose."""
+    if limit_mib is None or limit_mib >= GRADING_NEEDS_MIB:
+        return None
+    enough = next((label for label, mib in CONTAINER_SPECIFICATIONS if mib >= GRADING_NEEDS_MIB),
+                  CONTAINER_SPECIFICATIONS[-1][0])
+    return (f"Not graded: the autograder has {limit_mib:,.0f} MB of memory and grading needs about "
+            f"{GRADING_NEEDS_MIB:,} MB. Instructor: under the assignment's Autograder Settings, "
+            f"Container Specifications, choose \"{enough}\" or more, then regrade the "
+            f"submissions. (Student: this says nothing about your submission; it can be graded "
+            f"once the instructor has done so.)")
+
+
+def memory_check(results_folder, settings, started, container_mib=None):
+    """Whether the container has too little memory to grade (`container_mib`, default: read
+    from its cgroup); if so, results_folder/results.json says which setting to raise (grading
+    would be killed halfway, and Gradescope would show only "Killed")."""
+    try:
+        too_small = memory_too_small(container_memory_mib() if container_mib is None
+                                     else container_mib)
+    except Exception:  # cannot tell: grade as usual
+        return False
+    if too_small:
+        print(too_small, flush=True)  # for the instructor's log (stdout) too
+        results = results_for(None, settings["points"], too_small, time.monotonic() - started)
+        (results_folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return bool(too_small)
+
+
+def run(root, container_mib=None):
+    """Grade root/submission into root/results/results.json; never raise. `container_mib`:
+    the container's memory limit in MiB (default: read from its cgroup)."""
     started = time.monotonic()
     results_folder = root / "results"
     results_folder.mkdir(parents=True, exist_ok=True)
     settings = {**DEFAULTS, **json.loads((root / "source" / CONFIG_NAME).read_text())} \
         if (root / "source" / CONFIG_NAME).exists() else DEFAULTS
+    if memory_check(results_folder, settings, started, container_mib):
+        return
     try:
         notebook, note = find_submission(root / "submission")
         grades = None

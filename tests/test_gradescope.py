@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from grading import gradescope
 from grading.notebook import GRADED_FUNCTIONS
 from submissions import ATTACKS, BROKEN, make_release, with_graded_cell_replaced
 
@@ -198,3 +199,43 @@ def test_unzip_lists_the_modes(bundle):
              if line[:1] in "-?"}
     assert lines["setup.sh"] == lines["run_autograder"] == "-rwxr-xr-x", lines
     assert lines["nst_utils.py"] == "-rw-r--r--", lines
+
+
+@pytest.mark.parametrize("mib", [768, 1024])
+def test_too_little_memory_says_which_setting_to_raise(tmp_path, mib):
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "nst_assignment.ipynb").write_bytes(
+        (ROOT / "nst_assignment.ipynb").read_bytes())
+    gradescope.run(tmp_path, container_mib=mib)
+    results = valid(json.loads((tmp_path / "results" / "results.json").read_text()))
+    assert results["score"] == 0
+    assert f"has {mib:,} MB of memory" in results["output"]
+    assert '"1.0 CPU, 1.5GB RAM" or more' in results["output"]
+    assert all(test["output"] == results["output"] for test in results["tests"])
+
+
+def test_enough_memory_or_no_limit_grades():
+    assert gradescope.memory_too_small(None) is None
+    assert gradescope.memory_too_small(1536) is None
+    assert gradescope.GRADING_NEEDS_MIB <= 1536 and gradescope.memory_too_small(
+        gradescope.GRADING_NEEDS_MIB - 1)
+
+
+@pytest.mark.parametrize("version, files, expected", [
+    ("v2", {"memory.max": "805306368\n"}, 768),
+    ("v2", {"memory.max": "max\n"}, None),
+    ("v2", {"memory.max": "max\n", "grader/memory.max": "1610612736\n"}, 1536),
+    ("v1", {"memory/memory.limit_in_bytes": "805306368\n"}, 768),
+    ("v1", {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+            "memory/grader/memory.limit_in_bytes": "3221225472\n"}, 3072),
+    ("v1", {}, None),
+])
+def test_the_containers_memory_limit_is_read_from_its_cgroup(tmp_path, version, files, expected):
+    cgroups = tmp_path / "cgroup"
+    for name, text in files.items():
+        (cgroups / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroups / name).write_text(text)
+    membership = tmp_path / "self-cgroup"
+    membership.write_text("0::/grader\n" if version == "v2" else
+                          "5:cpu,cpuacct:/grader\n4:memory:/grader\n0::/\n")
+    assert gradescope.container_memory_mib(cgroups, membership) == expected
