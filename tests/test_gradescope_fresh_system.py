@@ -2,7 +2,8 @@
 file system made by debootstrap, the zip unpacked into /autograder/source, setup.sh run there as
 root with no terminal and an empty environment, then run_autograder for three submissions (our
 notebook, the students' release, a wrong gram_matrix), each results.json checked against
-Gradescope's fields. It reports the setup's time and grading's peak memory (the sum of PSS over
+Gradescope's fields, and once more in a memory cgroup of Gradescope's default 768 MB, where
+results.json must say which setting to raise instead of grading being killed. It reports the setup's time and grading's peak memory (the sum of PSS over
 the grading process tree, file-backed pages included).
 
 It drives the bundle only through its public commands (`python -m grading gradescope|release`,
@@ -184,12 +185,16 @@ class FreshSystem:
         for folder in self.binds:
             self.path(folder).mkdir(parents=True, exist_ok=True)
 
-    def run(self, command, log, timeout):
+    def run(self, command, log, timeout, cgroup=None):
         """`command` (a shell line) as root inside, in an empty environment (PATH only), no
-        terminal: (exit status, seconds, TreeMemory of its process tree)."""
+        terminal, in `cgroup` if given (a MemoryCgroup, mounted inside as a container's is):
+        (exit status, seconds, TreeMemory of its process tree)."""
         root = shlex.quote(str(self.root))
         mounts = [f"mount -t proc proc {root}/proc", f"mount -t sysfs sysfs {root}/sys",
                   f"mount --rbind /dev {root}/dev"]
+        if cgroup is not None:
+            mounts = [f"echo $$ > {shlex.quote(str(cgroup.procs))}", *mounts,
+                      *(line.format(root=root) for line in cgroup.mounts)]
         for folder in self.binds:
             inside = shlex.quote(str(self.path(folder)))
             mounts += [f"mount --bind {shlex.quote(str(folder))} {inside}",
@@ -225,6 +230,41 @@ class FreshSystem:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class MemoryCgroup:
+    """A memory cgroup of `limit` bytes below our own (cgroup v1 or v2), as a container's."""
+
+    def __init__(self, limit):
+        membership = Path("/proc/self/cgroup").read_text().splitlines()
+        v1 = [line.split(":", 2)[2] for line in membership
+              if "memory" in line.split(":", 2)[1].split(",")]
+        if v1:
+            top = Path("/sys/fs/cgroup/memory")
+            limit_file = "memory.limit_in_bytes"
+            self.mounts = ["mount -t tmpfs cgroups {root}/sys/fs/cgroup",
+                           "mkdir {root}/sys/fs/cgroup/memory",
+                           "mount -t cgroup -o memory memory {root}/sys/fs/cgroup/memory"]
+            own = v1[0]
+        else:
+            top, limit_file = Path("/sys/fs/cgroup"), "memory.max"
+            self.mounts = ["mount -t cgroup2 cgroup2 {root}/sys/fs/cgroup"]
+            own = next(line.split(":", 2)[2] for line in membership if line.startswith("0::"))
+        parent = top / own.strip("/")
+        self.folder = (parent if parent.is_dir() else top) / f"nst-fresh-system-{os.getpid()}"
+        self.folder.mkdir()
+        self.procs = self.folder / "cgroup.procs"
+        try:
+            (self.folder / limit_file).write_text(str(limit))
+        except OSError as error:
+            self.folder.rmdir()
+            pytest.skip(f"cannot limit a cgroup's memory here ({error})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.folder.rmdir()
+
+
 @pytest.fixture(scope="module")
 def fresh_system(tmp_path_factory):
     """A Debian 12 root file system with the autograder built in /autograder (setup.sh)."""
@@ -255,9 +295,9 @@ def fresh_system(tmp_path_factory):
         system.close()
 
 
-def autograde(fresh_system, submitted):
-    """Run run_autograder in the fresh system on `submitted` ({name: bytes}): (results, seconds,
-    TreeMemory)."""
+def autograde(fresh_system, submitted, cgroup=None):
+    """Run run_autograder in the fresh system on `submitted` ({name: bytes}), in `cgroup` if
+    given: (results, seconds, TreeMemory)."""
     system, folder = fresh_system
     for part in ("submission", "results"):
         shutil.rmtree(system.path(f"/autograder/{part}"), ignore_errors=True)
@@ -265,7 +305,8 @@ def autograde(fresh_system, submitted):
     for name, data in submitted.items():
         system.path(f"/autograder/submission/{name}").write_bytes(data)
     log = folder / "run_autograder.log"
-    status, seconds, memory = system.run("cd /autograder && ./run_autograder", log, timeout=900)
+    status, seconds, memory = system.run("cd /autograder && ./run_autograder", log, timeout=900,
+                                         cgroup=cgroup)
     results_file = system.path("/autograder/results/results.json")
     assert status == 0 and results_file.exists(), f"run_autograder: {status}\n{log.read_text()}"
     return valid(json.loads(results_file.read_text())), seconds, memory
@@ -310,3 +351,15 @@ def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsy
     assert results["score"] == pytest.approx(80), results
     assert scores(results) == pytest.approx(
         {name: 0 if name == "gram_matrix" else 20 for name in GRADED_FUNCTIONS})
+
+
+def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
+    """In a cgroup of Gradescope's default 768 MB, mounted inside as a container's is, grading
+    does not start (it would be killed): results.json tells the instructor what to choose."""
+    with MemoryCgroup(768 << 20) as cgroup:
+        results, seconds, memory = autograde(fresh_system, {
+            "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
+    report(capsys, "our notebook in 768 MB", results, seconds, memory)
+    assert results["score"] == 0
+    assert "has 768 MB of memory" in results["output"], results["output"]
+    assert '"1.0 CPU, 1.5GB RAM"' in results["output"]
