@@ -10,6 +10,7 @@ test per graded function, its score, and the same sentence pytest prints when it
 import json
 import os
 import secrets
+import stat
 import sys
 import time
 import zipfile
@@ -19,26 +20,100 @@ from grading.notebook import GRADED_FUNCTIONS, find_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
+# memory_limit_mb, what one graded function's worker may use (its process tree's resident
+# memory, pages shared with the sandbox included), fits the container the README recommends
+# (1.5 GB): the grader and the sandbox take about 765 MiB of PSS before a worker starts, so a
+# worker cut off at 768 MB (some 120 MB of it shared) keeps the total under 1,450 MiB, and a
+# function that eats memory is stopped with a message instead of the container being killed.
 DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS},
-            "seconds": 600, "time_limit": 60, "memory_limit_mb": 4096}
+            "seconds": 600, "time_limit": 60, "memory_limit_mb": 768}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
+# How Gradescope shows our messages: "text" shows them as written (Gradescope's default for the
+# top-level output is "simple_format", HTML, where a message with `<` would be mangled).
+OUTPUT_FORMAT = "text"
 
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, as root, in /autograder/source, to build the autograder's image.
+# Grading one notebook's peak memory as a container's limit counts it: the sum of PSS, file-
+# backed pages (TensorFlow's libraries) included, over the whole grading process tree (the
+# grader, the sandbox and its worker), measured for our notebook at 973 MiB (README), rounded up
+# with room to spare. Below this, run() writes a results.json that says which setting to raise.
+GRADING_NEEDS_MIB = 1100
+# Gradescope's Autograder Settings, "Container Specifications": (its label, MiB of memory).
+CONTAINER_SPECIFICATIONS = (("0.5 CPU, 0.75GB RAM", 768), ("1.0 CPU, 1.5GB RAM", 1536),
+                            ("2.0 CPU, 3.0GB RAM", 3072), ("4.0 CPU, 6.0GB RAM", 6144))
+
+# The Pythons every pinned package of grading/requirements.txt has wheels for (checked with
+# `pip download --no-deps --only-binary=:all: --python-version X.Y` for each), newest first.
+SUPPORTED_PYTHONS = ("3.13", "3.12", "3.11")
+BASE_IMAGE = "Ubuntu 22.04"  # Gradescope's default base image, and the one the README names
+
+SETUP_SH = r"""#!/usr/bin/env bash
+# Gradescope runs this once, as root and with no terminal, in /autograder/source (where the zip
+# was unpacked), to build the autograder's image. It installs a Python from the distribution's
+# own package archive (no PPA, so nothing depends on Launchpad), makes a virtual environment in
+# .venv beside this script, and installs into it only what grading needs,
+# grading/requirements.txt. The only hosts it needs are the distribution's archive and the
+# Python package index; a step that fails for a passing network error is tried again.
 set -euo pipefail
-cd /autograder/source
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-if ! command -v python3.11 >/dev/null; then
-    apt-get install -y software-properties-common
-    add-apt-repository -y ppa:deadsnakes/ppa
-    apt-get update
-fi
-apt-get install -y python3.11 python3.11-venv
-python3.11 -m venv /autograder/source/.venv
-/autograder/source/.venv/bin/pip install --no-cache-dir -r requirements.txt
-"""
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export DEBIAN_FRONTEND=noninteractive  # apt and dpkg ask no questions: there is no one to answer
+cd "$(dirname "$(readlink -f "$0")")"
+
+SUPPORTED="@PYTHONS@"  # newest first: every pinned package has wheels for each of these
+BASE_IMAGE="@BASE_IMAGE@"
+
+say() { echo "setup.sh: $*" >&2; }
+retry() {  # the command, up to 3 times, 20 s apart
+    local attempt
+    for attempt in 1 2 3; do
+        "$@" && return 0
+        if [ "$attempt" -lt 3 ]; then
+            say "'$*' failed (try $attempt of 3); again in 20 s"
+            sleep 20
+        fi
+    done
+    say "'$*' failed 3 times"
+    return 1
+}
+unsupported() {
+    say "this image offers no Python that grading supports (one of: $SUPPORTED) $1."
+    say "In Gradescope's Configure Autograder, choose the base image '$BASE_IMAGE' (Base variant),"
+    say "then upload the zip again."
+    exit 1
+}
+
+# 1. The package lists. Gradescope's images are Ubuntu or Debian: apt is how they install.
+command -v apt-get >/dev/null || unsupported "through apt-get (this image has no apt-get)"
+retry apt-get update
+
+# 2. The newest supported Python the archive has, with its venv module (Ubuntu 22.04: 3.11
+#    from universe; Ubuntu 24.04: 3.12; Debian 12: 3.11). 'Candidate: (none)' means not offered.
+offered() { apt-cache policy "$1" 2>/dev/null | grep "Candidate: [0-9]" >/dev/null; }
+version=""
+for candidate in $SUPPORTED; do
+    if offered "python$candidate" && offered "python$candidate-venv"; then
+        version=$candidate
+        break
+    fi
+done
+[ -n "$version" ] || unsupported "in its package archive"
+say "installing Python $version from the distribution's archive"
+
+# 3. That Python, its venv module, and the certificates pip needs to reach the package index.
+retry apt-get install -y --no-install-recommends "python$version" "python$version-venv" \
+    ca-certificates
+
+# 4. A fresh virtual environment (--clear: a second run starts over, never half-built).
+"python$version" -m venv --clear .venv
+
+# 5. What grading needs, pinned (grading/requirements.txt); no download cache kept in the image.
+retry .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r grading/requirements.txt
+
+# 6. Fail the build now, not at the first submission, if anything grading imports is missing.
+.venv/bin/python -c "import nst_utils, PIL.Image, psutil, tqdm" \
+    || { say "the installed packages do not import (above)"; exit 1; }
+say "ready: $(.venv/bin/python --version), grading/requirements.txt installed in .venv"
+""".replace("@PYTHONS@", " ".join(SUPPORTED_PYTHONS)).replace("@BASE_IMAGE@", BASE_IMAGE)
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for each submission. AUTOGRADER_ROOT (default /autograder) holds
@@ -53,21 +128,25 @@ cd "$root/source" && exec "$python" -m grading.gradescope "$root"
 def write_bundle(path, **settings):
     """Write the autograder zip to `path`: setup.sh, run_autograder, its settings (DEFAULTS
     unless given: points, seconds, time_limit, memory_limit_mb) and what grading needs from
-    the project (requirements.txt, nst_utils.py, grading/)."""
+    the project (grading/ with its requirements.txt, nst_utils.py). Every entry carries its
+    Unix mode, a regular file's: rwxr-xr-x for the two scripts, rw-r--r-- for the rest (the
+    sandbox's workers, as nobody, read the project's files)."""
     settings = {**DEFAULTS, **{key: value for key, value in settings.items() if value}}
     if set(settings["points"]) != set(GRADED_FUNCTIONS):
         raise ValueError(f"give points for exactly these functions: {', '.join(GRADED_FUNCTIONS)}")
-    files = [ROOT / "requirements.txt", ROOT / "nst_utils.py",
+    files = [ROOT / "nst_utils.py", ROOT / "grading" / "requirements.txt",
              *sorted((ROOT / "grading").glob("*.py"))]
+    entries = [("setup.sh", SETUP_SH.encode(), 0o755),
+               ("run_autograder", RUN_AUTOGRADER.encode(), 0o755),
+               (CONFIG_NAME, (json.dumps(settings, indent=1) + "\n").encode(), 0o644),
+               *((str(file.relative_to(ROOT)), file.read_bytes(), 0o644) for file in files)]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, text, mode in (("setup.sh", SETUP_SH, 0o755),
-                                 ("run_autograder", RUN_AUTOGRADER, 0o755),
-                                 (CONFIG_NAME, json.dumps(settings, indent=1) + "\n", 0o644)):
+        for name, data, mode in entries:
             info = zipfile.ZipInfo(name, time.localtime()[:6])
-            info.external_attr = mode << 16
-            bundle.writestr(info, text)
-        for file in files:
-            bundle.write(file, str(file.relative_to(ROOT)))
+            info.create_system = 3  # Unix: unzip reads external_attr's high bits as st_mode
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, data)
     return path
 
 
@@ -97,21 +176,87 @@ def results_for(grades, points, note, seconds):
         tests.append({"name": name, "score": points[name] if passed else 0,
                       "max_score": points[name], "status": "passed" if passed else "failed",
                       "output": "All checks pass." if passed else reason,
-                      "visibility": "visible"})
+                      "output_format": OUTPUT_FORMAT, "visibility": "visible"})
     if grades is not None:
         lines.append(f"{grades.total_line()}. Hidden inputs were drawn from seed {grades.seed}.")
     return {"score": round(sum(test["score"] for test in tests), 4),
             "execution_time": round(seconds), "output": " ".join(lines),
+            "output_format": OUTPUT_FORMAT, "test_output_format": OUTPUT_FORMAT,
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 
-def run(root):
-    """Grade root/submission into root/results/results.json; never raise."""
+def container_memory_mib(cgroups=Path("/sys/fs/cgroup"), membership=Path("/proc/self/cgroup")):
+    """The memory limit of the container we run in, in MiB, or None if there is none: the
+    smallest memory.max (cgroup v2) or memory.limit_in_bytes (cgroup v1) on the way from our own
+    cgroup up to the root, and at the root of the mount (which is a container's own cgroup)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    places = [(cgroups, "memory.max"), (cgroups / "memory", "memory.limit_in_bytes")]
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            top, name = cgroups, "memory.max"
+        elif "memory" in controllers.split(","):  # v1
+            top, name = cgroups / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        folder = top / path.strip("/")
+        while folder != top and top in folder.parents:
+            places.append((folder, name))
+            folder = folder.parent
+    limits = []
+    for folder, name in places:
+        try:
+            value = (folder / name).read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 1 << 60:  # "max", or v1's huge "no limit"
+            limits.append(int(value) / (1 << 20))
+    return min(limits, default=None)
+
+
+def memory_too_small(limit_mib):
+    """None if a container with `limit_mib` MiB (None: no limit) can grade a notebook; else the
+    sentence that tells the instructor which Gradescope setting to choose."""
+    if limit_mib is None or limit_mib >= GRADING_NEEDS_MIB:
+        return None
+    enough = next((label for label, mib in CONTAINER_SPECIFICATIONS if mib >= GRADING_NEEDS_MIB),
+                  CONTAINER_SPECIFICATIONS[-1][0])
+    return (f"Not graded: the autograder has {limit_mib:,.0f} MB of memory and grading needs about "
+            f"{GRADING_NEEDS_MIB:,} MB. Instructor: under the assignment's Autograder Settings, "
+            f"Container Specifications, choose \"{enough}\" or more, then regrade the "
+            f"submissions. (Student: this says nothing about your submission; it can be graded "
+            f"once the instructor has done so.)")
+
+
+def memory_check(results_folder, settings, started, container_mib=None):
+    """Whether the container has too little memory to grade (`container_mib`, default: read
+    from its cgroup); if so, results_folder/results.json says which setting to raise (grading
+    would be killed halfway, and Gradescope would show only "Killed")."""
+    try:
+        too_small = memory_too_small(container_memory_mib() if container_mib is None
+                                     else container_mib)
+    except Exception:  # cannot tell: grade as usual
+        return False
+    if too_small:
+        print(too_small, flush=True)  # for the instructor's log (stdout) too
+        results = results_for(None, settings["points"], too_small, time.monotonic() - started)
+        (results_folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return bool(too_small)
+
+
+def run(root, container_mib=None):
+    """Grade root/submission into root/results/results.json; never raise. `container_mib`:
+    the container's memory limit in MiB (default: read from its cgroup)."""
     started = time.monotonic()
     results_folder = root / "results"
     results_folder.mkdir(parents=True, exist_ok=True)
     settings = {**DEFAULTS, **json.loads((root / "source" / CONFIG_NAME).read_text())} \
         if (root / "source" / CONFIG_NAME).exists() else DEFAULTS
+    if memory_check(results_folder, settings, started, container_mib):
+        return
     try:
         notebook, note = find_submission(root / "submission")
         grades = None

@@ -2,6 +2,8 @@
 folder laid out like Gradescope's (source/, submission/, results/), grading each kind of
 submission with run_autograder into a results.json that follows Gradescope's format."""
 import json
+import re
+import stat
 import subprocess
 import sys
 import time
@@ -11,15 +13,20 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from grading import gradescope
 from grading.notebook import GRADED_FUNCTIONS
 from submissions import ATTACKS, BROKEN, make_release, with_graded_cell_replaced
 
 BUDGET = 60  # seconds a submission may take in the bundle for hanging (30 for the functions,
 TIME_LIMIT = 20  # so two functions that hang use them up)
 TOP_LEVEL = {"score", "execution_time", "output", "output_format", "test_output_format",
-             "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
-TEST_FIELDS = {"score", "max_score", "status", "name", "number", "output", "tags",
-               "visibility", "extra_data"}
+             "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests",
+             "leaderboard"}
+TEST_FIELDS = {"score", "max_score", "status", "name", "name_format", "number", "output",
+               "output_format", "tags", "visibility", "extra_data"}
+FORMATS = {"text", "html", "simple_format", "md", "ansi"}  # Gradescope's "Output String Formatting"
+FORMAT_FIELDS = {"output_format", "test_output_format", "test_name_format", "name_format"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 
 
 def build(folder, *options):
@@ -58,6 +65,10 @@ def valid(results):
     """`results` checked against Gradescope's results.json fields."""
     assert set(results) <= TOP_LEVEL, set(results) - TOP_LEVEL
     assert isinstance(results["tests"], list) and len(results["tests"]) == len(GRADED_FUNCTIONS)
+    for fields in (results, *results["tests"]):
+        assert all(fields[key] in FORMATS for key in FORMAT_FIELDS & set(fields)), fields
+        assert fields.get("visibility", "visible") in VISIBILITIES
+    assert results.get("stdout_visibility", "hidden") in VISIBILITIES
     for test in results["tests"]:
         assert set(test) <= TEST_FIELDS and {"name", "score", "max_score", "status"} <= set(test)
         assert test["status"] in ("passed", "failed") and isinstance(test["output"], str)
@@ -136,11 +147,95 @@ def test_a_submission_that_hangs_stays_within_the_budget(tmp_path):
     assert "used up the" in outputs["model_nn"]
 
 
-def test_setup_installs_only_the_requirements(bundle, tmp_path):
+def test_messages_are_shown_as_plain_text(bundle, tmp_path):
+    results, _ = autograde(bundle, tmp_path, {"answers.pdf": b"%PDF-1.4"})
+    assert results["output_format"] == results["test_output_format"] == "text"
+    assert all(test["output_format"] == "text" for test in results["tests"])
+
+
+def test_setup_installs_only_what_grading_needs(bundle, tmp_path):
     with zipfile.ZipFile(bundle) as opened:
         opened.extractall(tmp_path)
+    setup = (tmp_path / "setup.sh").read_text()
     subprocess.run(["bash", "-n", str(tmp_path / "setup.sh")], check=True)
-    installs = [line for line in (tmp_path / "setup.sh").read_text().splitlines()
-                if "pip install" in line]
-    assert installs and all(line.rstrip().endswith("-r requirements.txt") for line in installs)
-    assert (tmp_path / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
+    installs = [line for line in setup.splitlines() if "pip install" in line]
+    assert installs and all(line.rstrip().endswith("-r grading/requirements.txt")
+                            for line in installs)
+    assert (tmp_path / "grading" / "requirements.txt").read_bytes() == \
+        (ROOT / "grading" / "requirements.txt").read_bytes()
+    assert "ppa:" not in setup and "add-apt-repository" not in setup
+
+
+def test_grading_requirements_are_pinned_as_in_requirements_txt():
+    def pins(path):
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line]
+
+    everything = set(pins(ROOT / "requirements.txt"))
+    grading = pins(ROOT / "grading" / "requirements.txt")
+    assert grading and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[^=\s]+", line) for line in grading)
+    assert set(grading) <= everything, set(grading) - everything
+    assert {"tensorflow", "numpy", "scipy", "pillow", "psutil"} <= \
+        {line.split("==")[0].lower() for line in grading}
+
+
+def test_every_entry_carries_its_unix_mode(bundle):
+    with zipfile.ZipFile(bundle) as opened:
+        modes = {info.filename: (info.create_system, info.external_attr >> 16)
+                 for info in opened.infolist()}
+    assert {"setup.sh", "run_autograder", "nst_utils.py", "grading/requirements.txt",
+            "grading/gradescope.py"} <= set(modes)
+    for name, (system, mode) in modes.items():
+        assert system == 3 and stat.S_ISREG(mode), (name, oct(mode))
+        executable = name in ("setup.sh", "run_autograder")
+        assert stat.S_IMODE(mode) == (0o755 if executable else 0o644), (name, oct(mode))
+
+
+def test_unzip_lists_the_modes(bundle):
+    unzip = subprocess.run(["unzip", "-Z", str(bundle)], capture_output=True, text=True)
+    if unzip.returncode == 127 or "not found" in unzip.stderr:
+        pytest.skip("no unzip on this machine")
+    lines = {line.split()[-1]: line.split()[0] for line in unzip.stdout.splitlines()
+             if line[:1] in "-?"}
+    assert lines["setup.sh"] == lines["run_autograder"] == "-rwxr-xr-x", lines
+    assert lines["nst_utils.py"] == "-rw-r--r--", lines
+
+
+@pytest.mark.parametrize("mib", [768, 1024])
+def test_too_little_memory_says_which_setting_to_raise(tmp_path, mib):
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "nst_assignment.ipynb").write_bytes(
+        (ROOT / "nst_assignment.ipynb").read_bytes())
+    gradescope.run(tmp_path, container_mib=mib)
+    results = valid(json.loads((tmp_path / "results" / "results.json").read_text()))
+    assert results["score"] == 0
+    assert f"has {mib:,} MB of memory" in results["output"]
+    assert '"1.0 CPU, 1.5GB RAM" or more' in results["output"]
+    assert all(test["output"] == results["output"] for test in results["tests"])
+
+
+def test_enough_memory_or_no_limit_grades():
+    assert gradescope.memory_too_small(None) is None
+    assert gradescope.memory_too_small(1536) is None
+    assert gradescope.GRADING_NEEDS_MIB <= 1536 and gradescope.memory_too_small(
+        gradescope.GRADING_NEEDS_MIB - 1)
+
+
+@pytest.mark.parametrize("version, files, expected", [
+    ("v2", {"memory.max": "805306368\n"}, 768),
+    ("v2", {"memory.max": "max\n"}, None),
+    ("v2", {"memory.max": "max\n", "grader/memory.max": "1610612736\n"}, 1536),
+    ("v1", {"memory/memory.limit_in_bytes": "805306368\n"}, 768),
+    ("v1", {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+            "memory/grader/memory.limit_in_bytes": "3221225472\n"}, 3072),
+    ("v1", {}, None),
+])
+def test_the_containers_memory_limit_is_read_from_its_cgroup(tmp_path, version, files, expected):
+    cgroups = tmp_path / "cgroup"
+    for name, text in files.items():
+        (cgroups / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroups / name).write_text(text)
+    membership = tmp_path / "self-cgroup"
+    membership.write_text("0::/grader\n" if version == "v2" else
+                          "5:cpu,cpuacct:/grader\n4:memory:/grader\n0::/\n")
+    assert gradescope.container_memory_mib(cgroups, membership) == expected
