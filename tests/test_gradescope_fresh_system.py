@@ -2,9 +2,10 @@
 file system made by debootstrap, the zip unpacked into /autograder/source, setup.sh run there as
 root with no terminal and an empty environment, then run_autograder for three submissions (our
 notebook, the students' release, a wrong gram_matrix), each results.json checked against
-Gradescope's fields, and once more in a memory cgroup of Gradescope's default 768 MB, where
-results.json must say which setting to raise instead of grading being killed. It reports the setup's time and grading's peak memory (the sum of PSS over
-the grading process tree, file-backed pages included).
+Gradescope's fields; then our notebook in a memory cgroup of Gradescope's default 768 MB, where
+it must be graded in full, and in one of 512 MB, where results.json must say which setting to
+raise instead of grading being killed. It reports the setup's time and grading's peak memory
+(the sum of PSS over the grading process tree, file-backed pages included).
 
 It drives the bundle only through its public commands (`python -m grading gradescope|release`,
 setup.sh, run_autograder, results.json). Needs root (debootstrap, chroot, mount) and debootstrap
@@ -29,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from grading.gradescope import GRADING_NEEDS_MIB
 from grading.notebook import GRADED_FUNCTIONS
 from process_memory import TreeMemory
 from submissions import cell, with_graded_cell_replaced
@@ -353,13 +355,24 @@ def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsy
         {name: 0 if name == "gram_matrix" else 20 for name in GRADED_FUNCTIONS})
 
 
-def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
-    """In a cgroup of Gradescope's default 768 MB, mounted inside as a container's is, grading
-    does not start (it would be killed): results.json tells the instructor what to choose."""
+def test_our_notebook_is_graded_within_gradescopes_default_768_mb(fresh_system, capsys):
+    """In a cgroup of Gradescope's default 768 MB, mounted inside as a container's is, our
+    notebook is graded in full, and its peak memory stays under what the zip says it needs."""
     with MemoryCgroup(768 << 20) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 768 MB", results, seconds, memory)
+    assert results["score"] == pytest.approx(100), results["output"]
+    assert memory.peak_mib < GRADING_NEEDS_MIB, memory.peak_mib
+
+
+def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
+    """In a 512 MB cgroup, grading does not start (it would be killed): results.json tells the
+    instructor what to choose."""
+    with MemoryCgroup(512 << 20) as cgroup:
+        results, seconds, memory = autograde(fresh_system, {
+            "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
+    report(capsys, "our notebook in 512 MB", results, seconds, memory)
     assert results["score"] == 0
-    assert "has 768 MB of memory" in results["output"], results["output"]
-    assert '"1.0 CPU, 1.5GB RAM"' in results["output"]
+    assert "has 512 MB of memory" in results["output"], results["output"]
+    assert '"0.5 CPU, 0.75GB RAM"' in results["output"]
