@@ -93,29 +93,32 @@ class Cgroup:
 
     def __init__(self, name, memory_bytes):
         self.folders = {}
-        if (CGROUPS / "cgroup.controllers").exists():  # v2
-            folder = _own_group("") / name
-            folder.mkdir()
-            self.folders = {"memory": folder, "pids": folder, "cpu": folder}
-            self._write("memory", "memory.max", memory_bytes)
-            self._write("memory", "memory.swap.max", 0, required=False)
-            self._write("cpu", "cpu.max", f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
-        else:
-            for controller in ("memory", "pids", "cpu"):
-                folder = _own_group(controller) / name
+        try:
+            if (CGROUPS / "cgroup.controllers").exists():  # v2
+                folder = _own_group("") / name
                 folder.mkdir()
-                self.folders[controller] = folder
-            self._write("memory", "memory.limit_in_bytes", memory_bytes)
-            self._write("cpu", "cpu.cfs_period_us", CPU_PERIOD_US)
-            self._write("cpu", "cpu.cfs_quota_us", CPU_PERIOD_US)
-        self._write("pids", "pids.max", MAX_PROCESSES)
+                self.folders = {"memory": folder, "pids": folder, "cpu": folder}
+                self._write("memory", "memory.max", memory_bytes)
+                self._write("memory", "memory.swap.max", 0, required=False)
+                self._write("cpu", "cpu.max", f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
+            else:
+                for controller in ("memory", "pids", "cpu"):
+                    folder = _own_group(controller) / name
+                    folder.mkdir()
+                    self.folders[controller] = folder
+                self._write("memory", "memory.limit_in_bytes", memory_bytes)
+                self._write("cpu", "cpu.cfs_period_us", CPU_PERIOD_US)
+                self._write("cpu", "cpu.cfs_quota_us", CPU_PERIOD_US)
+            self._write("pids", "pids.max", MAX_PROCESSES)
+        except OSError:  # what was made is removed: a half-made group is no group
+            self.remove()
+            raise
 
     def _write(self, controller, file, value, required=True):
         try:
             (self.folders[controller] / file).write_text(f"{value}\n")
         except OSError:
             if required:
-                self.remove()
                 raise
 
     def join(self):
