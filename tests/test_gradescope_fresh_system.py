@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from grading.gradescope import GRADING_NEEDS_MIB
 from grading.notebook import GRADED_FUNCTIONS
 from process_memory import TreeMemory
 from submissions import cell, with_graded_cell_replaced
@@ -357,13 +356,12 @@ def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsy
 
 def test_our_notebook_is_graded_within_gradescopes_default_768_mb(fresh_system, capsys):
     """In a cgroup of Gradescope's default 768 MB, mounted inside as a container's is, our
-    notebook is graded in full, and its peak memory stays under what the zip says it needs."""
+    notebook is graded in full: nothing is killed for want of memory."""
     with MemoryCgroup(768 << 20) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 768 MB", results, seconds, memory)
     assert results["score"] == pytest.approx(100), results["output"]
-    assert memory.peak_mib < GRADING_NEEDS_MIB, memory.peak_mib
 
 
 def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
