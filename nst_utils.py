@@ -1,8 +1,10 @@
-"""Helpers for the Neural Style Transfer assignment: VGG-19 as TF1 tensors, and image I/O.
+"""Helpers for the Neural Style Transfer assignment: VGG-19 as TF1 tensors, image I/O, figures.
 
-`from nst_utils import *` also gives you `tf` (TensorFlow's 1.x API, graph mode), `np` and
-`imageio`, so the assignment's TF1-style code (graphs, Sessions, tf.train optimisers) runs
-unchanged on TensorFlow 2.
+`from nst_utils import *` gives you the names in `__all__`: `tf` (TensorFlow's 1.x API, graph
+mode), `np`, `imageio`, `CONFIG`, `load_vgg_model`, the image helpers, the test cells' verdict
+and the figures of a run. The assignment's part of this file comes first; the course's own tools
+(TensorFlow 1.x's seed rule, how the VGG-19 file is read and its convs computed, the weights'
+download and check, the headless run) follow the "Course tools" marker further down.
 """
 import argparse
 import contextlib
@@ -27,25 +29,11 @@ from tensorflow.python.framework import random_seed as _random_seed
 tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
 tf.disable_v2_behavior()
 
-VGG19_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
-
-
-# TensorFlow 1.x gave a random op with no seed of its own, under a graph-level seed, the
-# graph's operation count at that moment (Graph.version) as its op seed; TensorFlow 2 counts
-# seeded ops per graph instead, so the assignment's test cells would print other numbers than
-# their "Expected Output". This wrapper restores the 1.x rule; it always wraps TF's original.
-_tf2_get_seed = getattr(_random_seed.get_seed, "tf2_get_seed", _random_seed.get_seed)
-
-
-def _tf1_get_seed(op_seed):
-    graph = _ops.get_default_graph()
-    if op_seed is None and graph.seed is not None and not tf.executing_eagerly():
-        op_seed = graph.version
-    return _tf2_get_seed(op_seed)
-
-
-_tf1_get_seed.tf2_get_seed = _tf2_get_seed
-_random_seed.get_seed = _tf1_get_seed
+__all__ = [
+    "tf", "np", "imageio", "CONFIG", "load_vgg_model", "generate_noise_image",
+    "reshape_and_normalize_image", "load_image", "deprocess_image", "save_image", "check_value",
+    "record_costs", "plot_summary", "plot_costs", "plot_iterations",
+]
 
 
 class CONFIG:
@@ -58,166 +46,6 @@ class CONFIG:
     STYLE_IMAGE = "images/swirling_brushstrokes_400x300.jpg"
     CONTENT_IMAGE = "images/chelsea_the_cat_400x300.jpg"
     OUTPUT_DIR = "output/"
-
-
-VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
-WINOGRAD_MIN_CHANNELS = 256  # convs with this many outputs (VGG-19's blocks 3-5) measured faster
-# by Winograd (benchmarks/RESULTS.md); narrower ones, as in the tests' small files, run direct
-
-# The VGG kernels are constants, so only the gradient with respect to a conv's input is ever
-# used: each conv below gets a custom gradient that computes just that (TF1's minimize() would
-# otherwise also compute every kernel's gradient). For these stride-1, SAME, 3x3 convs the input
-# gradient is itself a forward conv (kernel flipped in space, in/out channels swapped): as fast as
-# TF's backward op with oneDNN, twice as fast without it, and it can take the Winograd path too.
-# See benchmarks/RESULTS.md.
-
-def _flipped(kernel):
-    """The kernel whose forward conv is the input gradient of a conv with `kernel`."""
-    return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-
-
-# Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016) computes a 3x3 conv per 2x2 tile
-# of output pixels from the 4x4 tile of input pixels around it, with 16 multiplications instead
-# of 36:  output tile = A^T [(G k G^T) * (B^T d B)] A  for each input/output channel pair. With
-# many channels the 16 products become 16 matrix products (tiles, C_in) x (C_in, C_out): 2.25
-# times fewer FLOPs than the direct conv. G k G^T is computed once from the kernel (NumPy); B^T
-# and A^T hold only 0 and +-1, so their transforms are sums and differences of slices.
-WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-# G g of the taps g reversed is G g with its rows in this order; so the flipped kernel's G k G^T
-# (the input gradient's) is the kernel's, rows and columns in this order and channels swapped:
-# no constants of its own
-WINOGRAD_FLIP = (3, 1, 2, 0)
-
-
-def _winograd_kernel(kernel):
-    """G k G^T of a (3, 3, C_in, C_out) NumPy kernel: 4x4 lists of (C_in, C_out) constants."""
-    transformed = np.einsum("ai,ijco,bj->abco", WINOGRAD_G, kernel.astype(np.float64), WINOGRAD_G)
-    return [[tf.constant(transformed[a, b].astype(np.float32)) for b in range(4)]
-            for a in range(4)]
-
-
-def _b_t(d0, d1, d2, d3):
-    """B^T d for 4 rows (or columns) d0..d3 of input tiles."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-def _a_t(m0, m1, m2, m3):
-    """A^T m for 4 rows (or columns) m0..m3 of products: 2 rows of output tiles."""
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-def _winograd_conv2d(x, transformed, flip=False):
-    """Stride-1, SAME conv of x with the kernel whose _winograd_kernel is `transformed` (with
-    flip=True: with that kernel flipped, as for its input gradient), by F(2x2, 3x3)."""
-    n, height, width, c_in = x.shape.as_list()
-    tiles_h, tiles_w = -(-height // 2), -(-width // 2)  # 2x2 output tiles, rounded up
-    # Pad by 1 (SAME) and up to whole tiles: tile (i, j) reads padded[2i:2i+4, 2j:2j+4]. Its 4
-    # columns 2j..2j+3 are sliced from a reshape that puts each pair of columns side by side in
-    # the channels, its 4 rows from one that splits the rows into pairs: slices with step 1 (TF
-    # copies slices with a step of 2 about 20 times more slowly).
-    padded = tf.pad(x, [[0, 0], [1, 2 * tiles_h + 1 - height], [1, 2 * tiles_w + 1 - width],
-                        [0, 0]])
-    pairs = tf.reshape(padded, [n, 2 * tiles_h + 2, tiles_w + 1, 2 * c_in])
-    columns = _b_t(pairs[:, :, :-1, :c_in], pairs[:, :, :-1, c_in:], pairs[:, :, 1:, :c_in],
-                   pairs[:, :, 1:, c_in:])
-    order = WINOGRAD_FLIP if flip else range(4)
-    products = [[None] * 4 for _ in range(4)]
-    for b, column in enumerate(columns):
-        pairs = tf.reshape(column, [n, tiles_h + 1, 2, tiles_w, c_in])
-        for a, tile in enumerate(_b_t(pairs[:, :-1, 0], pairs[:, :-1, 1], pairs[:, 1:, 0],
-                                      pairs[:, 1:, 1])):
-            # point (a, b) of every tile times G k G^T at (a, b): one matrix product
-            products[a][b] = tf.matmul(tf.reshape(tile, [-1, c_in]),
-                                       transformed[order[a]][order[b]], transpose_b=flip)
-    rows = [_a_t(*(products[a][b] for a in range(4))) for b in range(4)]
-    outputs = [out for i in range(2) for out in _a_t(*(rows[b][i] for b in range(4)))]
-    # outputs (0, 0), (0, 1), (1, 0), (1, 1) of each tile side by side in the channels -> pixels
-    c_out = outputs[0].shape.as_list()[-1]
-    tiles = tf.reshape(tf.concat(outputs, axis=-1), [n, tiles_h, tiles_w, 4 * c_out])
-    y = tf.nn.depth_to_space(tiles, 2)
-    return y if (2 * tiles_h, 2 * tiles_w) == (height, width) else y[:, :height, :width]
-
-
-def conv3x3(x, kernel, winograd=False):
-    """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
-    its gradient goes to x only, as the same kind of conv with the flipped kernel."""
-    if winograd:
-        transformed = _winograd_kernel(kernel)
-
-        def conv2d(x, flip=False):
-            return _winograd_conv2d(x, transformed, flip)
-    else:
-        def conv2d(x, flip=False):
-            return tf.nn.conv2d(x, tf.constant(_flipped(kernel) if flip else kernel), 1, "SAME")
-
-    @tf.custom_gradient
-    def conv(x):
-        return conv2d(x), lambda grad: conv2d(grad, flip=True)
-    return conv(x)
-
-
-def vgg19_file_layer_names():
-    """Names of layers 0-36 of MatConvNet's VGG-19 file: convN_i, reluN_i, ..., poolN per block."""
-    names = []
-    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
-        for i in range(1, n_convs + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return names
-
-
-def read_vgg19_weights(path):
-    """Return {conv layer name: (kernel, bias)} from a MatConvNet VGG-19 .mat file, checked.
-
-    Fields are read by name, so both the current file and the older "beta16" release work.
-    Raises FileNotFoundError (with where to get the file) or ValueError (what is wrong).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"VGG-19 weights not found at '{path}'. Get them (about 510 MB) with "
-            f"`python -m nst_utils download`, or download {VGG19_URL} by hand and put it "
-            f"there; see pretrained-model/README.md."
-        )
-    advice = "Download it again from " + VGG19_URL
-
-    try:
-        layers = scipy.io.loadmat(path, variable_names=["layers"]).get("layers")
-    except Exception as error:  # scipy raises many kinds for a non-.mat or truncated file
-        raise ValueError(f"'{path}' could not be read as a MATLAB .mat file ({error}). "
-                         f"It may be truncated or corrupt. {advice}") from None
-    if layers is None or layers.dtype != object:
-        raise ValueError(f"'{path}' has no 'layers' cell array: it is not a MatConvNet "
-                         f"model file. {advice}")
-    layers = layers.ravel()
-    names = vgg19_file_layer_names()
-    if len(layers) < len(names):
-        raise ValueError(f"'{path}' has {len(layers)} layers; MatConvNet's VGG-19 has 43 "
-                         f"(at least the first {len(names)} are needed). {advice}")
-
-    weights, in_channels = {}, 3
-    for index, name in enumerate(names):
-        if not name.startswith("conv"):
-            continue
-        try:
-            layer = np.ravel(layers[index])[0]
-            found = str(np.ravel(layer["name"])[0])
-            kernel, bias = (np.asarray(a, dtype=np.float32) for a in np.ravel(layer["weights"]))
-        except Exception:
-            raise ValueError(f"'{path}': layer {index} is not a conv layer struct with 'name' "
-                             f"and 'weights' (kernel, bias) fields. {advice}") from None
-        if found != name:
-            raise ValueError(f"'{path}': layer {index} is '{found}', expected '{name}': "
-                             f"this is not MatConvNet's VGG-19. {advice}")
-        if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, in_channels):
-            raise ValueError(f"'{path}': {name} has a kernel of shape {kernel.shape}, expected "
-                             f"(3, 3, {in_channels}, C_out). {advice}")
-        out_channels = kernel.shape[3]
-        if bias.size != out_channels:
-            raise ValueError(f"'{path}': {name} has {bias.size} biases for {out_channels} "
-                             f"output channels. {advice}")
-        weights[name] = kernel, bias.reshape(out_channels)
-        in_channels = out_channels
-    return weights
 
 
 def load_vgg_model(path):
@@ -410,6 +238,192 @@ def plot_iterations(folder=None):
         ax.imshow(imageio.imread(os.path.join(folder, name)))
         ax.set_title(f"iteration {iteration}")
     return _save(figure, folder, "iterations.png")
+
+
+# ================================================================================================
+# Course tools: nothing below is needed to do the assignment. TensorFlow 1.x's seed rule (which
+# importing this module switches on), the VGG-19 file's reader and the convs of load_vgg_model
+# (by Winograd's algorithm where that is faster), the weights' download and check, and
+# `python -m nst_utils run`, the headless run of the whole notebook.
+# ================================================================================================
+
+# TensorFlow 1.x gave a random op with no seed of its own, under a graph-level seed, the
+# graph's operation count at that moment (Graph.version) as its op seed; TensorFlow 2 counts
+# seeded ops per graph instead, so the assignment's test cells would print other numbers than
+# their "Expected Output". This wrapper restores the 1.x rule; it always wraps TF's original.
+_tf2_get_seed = getattr(_random_seed.get_seed, "tf2_get_seed", _random_seed.get_seed)
+
+
+def _tf1_get_seed(op_seed):
+    graph = _ops.get_default_graph()
+    if op_seed is None and graph.seed is not None and not tf.executing_eagerly():
+        op_seed = graph.version
+    return _tf2_get_seed(op_seed)
+
+
+_tf1_get_seed.tf2_get_seed = _tf2_get_seed
+_random_seed.get_seed = _tf1_get_seed
+
+
+VGG19_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
+WINOGRAD_MIN_CHANNELS = 256  # convs with this many outputs (VGG-19's blocks 3-5) measured faster
+# by Winograd (benchmarks/RESULTS.md); narrower ones, as in the tests' small files, run direct
+
+# The VGG kernels are constants, so only the gradient with respect to a conv's input is ever
+# used: each conv below gets a custom gradient that computes just that (TF1's minimize() would
+# otherwise also compute every kernel's gradient). For these stride-1, SAME, 3x3 convs the input
+# gradient is itself a forward conv (kernel flipped in space, in/out channels swapped): as fast as
+# TF's backward op with oneDNN, twice as fast without it, and it can take the Winograd path too.
+# See benchmarks/RESULTS.md.
+
+def _flipped(kernel):
+    """The kernel whose forward conv is the input gradient of a conv with `kernel`."""
+    return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+# Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016) computes a 3x3 conv per 2x2 tile
+# of output pixels from the 4x4 tile of input pixels around it, with 16 multiplications instead
+# of 36:  output tile = A^T [(G k G^T) * (B^T d B)] A  for each input/output channel pair. With
+# many channels the 16 products become 16 matrix products (tiles, C_in) x (C_in, C_out): 2.25
+# times fewer FLOPs than the direct conv. G k G^T is computed once from the kernel (NumPy); B^T
+# and A^T hold only 0 and +-1, so their transforms are sums and differences of slices.
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# G g of the taps g reversed is G g with its rows in this order; so the flipped kernel's G k G^T
+# (the input gradient's) is the kernel's, rows and columns in this order and channels swapped:
+# no constants of its own
+WINOGRAD_FLIP = (3, 1, 2, 0)
+
+
+def _winograd_kernel(kernel):
+    """G k G^T of a (3, 3, C_in, C_out) NumPy kernel: 4x4 lists of (C_in, C_out) constants."""
+    transformed = np.einsum("ai,ijco,bj->abco", WINOGRAD_G, kernel.astype(np.float64), WINOGRAD_G)
+    return [[tf.constant(transformed[a, b].astype(np.float32)) for b in range(4)]
+            for a in range(4)]
+
+
+def _b_t(d0, d1, d2, d3):
+    """B^T d for 4 rows (or columns) d0..d3 of input tiles."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+def _a_t(m0, m1, m2, m3):
+    """A^T m for 4 rows (or columns) m0..m3 of products: 2 rows of output tiles."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+def _winograd_conv2d(x, transformed, flip=False):
+    """Stride-1, SAME conv of x with the kernel whose _winograd_kernel is `transformed` (with
+    flip=True: with that kernel flipped, as for its input gradient), by F(2x2, 3x3)."""
+    n, height, width, c_in = x.shape.as_list()
+    tiles_h, tiles_w = -(-height // 2), -(-width // 2)  # 2x2 output tiles, rounded up
+    # Pad by 1 (SAME) and up to whole tiles: tile (i, j) reads padded[2i:2i+4, 2j:2j+4]. Its 4
+    # columns 2j..2j+3 are sliced from a reshape that puts each pair of columns side by side in
+    # the channels, its 4 rows from one that splits the rows into pairs: slices with step 1 (TF
+    # copies slices with a step of 2 about 20 times more slowly).
+    padded = tf.pad(x, [[0, 0], [1, 2 * tiles_h + 1 - height], [1, 2 * tiles_w + 1 - width],
+                        [0, 0]])
+    pairs = tf.reshape(padded, [n, 2 * tiles_h + 2, tiles_w + 1, 2 * c_in])
+    columns = _b_t(pairs[:, :, :-1, :c_in], pairs[:, :, :-1, c_in:], pairs[:, :, 1:, :c_in],
+                   pairs[:, :, 1:, c_in:])
+    order = WINOGRAD_FLIP if flip else range(4)
+    products = [[None] * 4 for _ in range(4)]
+    for b, column in enumerate(columns):
+        pairs = tf.reshape(column, [n, tiles_h + 1, 2, tiles_w, c_in])
+        for a, tile in enumerate(_b_t(pairs[:, :-1, 0], pairs[:, :-1, 1], pairs[:, 1:, 0],
+                                      pairs[:, 1:, 1])):
+            # point (a, b) of every tile times G k G^T at (a, b): one matrix product
+            products[a][b] = tf.matmul(tf.reshape(tile, [-1, c_in]),
+                                       transformed[order[a]][order[b]], transpose_b=flip)
+    rows = [_a_t(*(products[a][b] for a in range(4))) for b in range(4)]
+    outputs = [out for i in range(2) for out in _a_t(*(rows[b][i] for b in range(4)))]
+    # outputs (0, 0), (0, 1), (1, 0), (1, 1) of each tile side by side in the channels -> pixels
+    c_out = outputs[0].shape.as_list()[-1]
+    tiles = tf.reshape(tf.concat(outputs, axis=-1), [n, tiles_h, tiles_w, 4 * c_out])
+    y = tf.nn.depth_to_space(tiles, 2)
+    return y if (2 * tiles_h, 2 * tiles_w) == (height, width) else y[:, :height, :width]
+
+
+def conv3x3(x, kernel, winograd=False):
+    """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
+    its gradient goes to x only, as the same kind of conv with the flipped kernel."""
+    if winograd:
+        transformed = _winograd_kernel(kernel)
+
+        def conv2d(x, flip=False):
+            return _winograd_conv2d(x, transformed, flip)
+    else:
+        def conv2d(x, flip=False):
+            return tf.nn.conv2d(x, tf.constant(_flipped(kernel) if flip else kernel), 1, "SAME")
+
+    @tf.custom_gradient
+    def conv(x):
+        return conv2d(x), lambda grad: conv2d(grad, flip=True)
+    return conv(x)
+
+
+def vgg19_file_layer_names():
+    """Names of layers 0-36 of MatConvNet's VGG-19 file: convN_i, reluN_i, ..., poolN per block."""
+    names = []
+    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def read_vgg19_weights(path):
+    """Return {conv layer name: (kernel, bias)} from a MatConvNet VGG-19 .mat file, checked.
+
+    Fields are read by name, so both the current file and the older "beta16" release work.
+    Raises FileNotFoundError (with where to get the file) or ValueError (what is wrong).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"VGG-19 weights not found at '{path}'. Get them (about 510 MB) with "
+            f"`python -m nst_utils download`, or download {VGG19_URL} by hand and put it "
+            f"there; see pretrained-model/README.md."
+        )
+    advice = "Download it again from " + VGG19_URL
+
+    try:
+        layers = scipy.io.loadmat(path, variable_names=["layers"]).get("layers")
+    except Exception as error:  # scipy raises many kinds for a non-.mat or truncated file
+        raise ValueError(f"'{path}' could not be read as a MATLAB .mat file ({error}). "
+                         f"It may be truncated or corrupt. {advice}") from None
+    if layers is None or layers.dtype != object:
+        raise ValueError(f"'{path}' has no 'layers' cell array: it is not a MatConvNet "
+                         f"model file. {advice}")
+    layers = layers.ravel()
+    names = vgg19_file_layer_names()
+    if len(layers) < len(names):
+        raise ValueError(f"'{path}' has {len(layers)} layers; MatConvNet's VGG-19 has 43 "
+                         f"(at least the first {len(names)} are needed). {advice}")
+
+    weights, in_channels = {}, 3
+    for index, name in enumerate(names):
+        if not name.startswith("conv"):
+            continue
+        try:
+            layer = np.ravel(layers[index])[0]
+            found = str(np.ravel(layer["name"])[0])
+            kernel, bias = (np.asarray(a, dtype=np.float32) for a in np.ravel(layer["weights"]))
+        except Exception:
+            raise ValueError(f"'{path}': layer {index} is not a conv layer struct with 'name' "
+                             f"and 'weights' (kernel, bias) fields. {advice}") from None
+        if found != name:
+            raise ValueError(f"'{path}': layer {index} is '{found}', expected '{name}': "
+                             f"this is not MatConvNet's VGG-19. {advice}")
+        if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, in_channels):
+            raise ValueError(f"'{path}': {name} has a kernel of shape {kernel.shape}, expected "
+                             f"(3, 3, {in_channels}, C_out). {advice}")
+        out_channels = kernel.shape[3]
+        if bias.size != out_channels:
+            raise ValueError(f"'{path}': {name} has {bias.size} biases for {out_channels} "
+                             f"output channels. {advice}")
+        weights[name] = kernel, bias.reshape(out_channels)
+        in_channels = out_channels
+    return weights
 
 
 # ----- `python -m nst_utils download` and `verify`: the real weights, fetched and checked -----
