@@ -96,6 +96,21 @@ def printed_text(notebook):
                    for output in cell.get("outputs", []) if output.get("name") == "stdout")
 
 
+def stream_text(notebook):
+    """Everything the cells printed, stdout and stderr."""
+    return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.get("outputs", []) if output.get("output_type") == "stream")
+
+
+# TensorFlow's C++ log lines (I/W/E/F, a date, a time) and absl's notice about them
+TENSORFLOW_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|absl::InitializeLog")
+
+
+def alarming_lines(text):
+    """The lines of `text` a student would read as an error that is not theirs."""
+    return [line for line in re.split(r"[\r\n]+", text) if TENSORFLOW_LOG.search(line)]
+
+
 def listing(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
@@ -135,6 +150,7 @@ def test_main_job_runs_notebook_end_to_end_showing_progress_as_it_comes(tmp_path
     np.testing.assert_allclose(np.array(re.findall(NUMBER, ga_text), float).reshape(3, 3),
                                GA, rtol=1e-5)
     assert text.count("\u2713") == 4 and "\u2717" not in text  # the four verdicts: all ticks
+    assert alarming_lines(stream_text(notebook)) == [] and alarming_lines(terminal) == []
     # section 4 with the course pair, then section 5 with "your own" pair
     assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)] * 2
 
