@@ -151,6 +151,12 @@ def test_main_job_runs_notebook_end_to_end_showing_progress_as_it_comes(tmp_path
                                GA, rtol=1e-5)
     assert text.count("\u2713") == 4 and "\u2717" not in text  # the four verdicts: all ticks
     assert alarming_lines(stream_text(notebook)) == [] and alarming_lines(terminal) == []
+    # the start G: the content image at reduced contrast under light noise, as section 4 says
+    content, noise = map(float, re.search(r"standard deviation of the content part: ([\d.]+), "
+                                          r"of the noise part: ([\d.]+)", text).groups())
+    assert content > 2 * noise and 6.5 < noise < 7.5  # noise: 0.6 * 40 / sqrt(12) = 6.9
+    assert float(re.search(r"correlation of the start with the content image: ([\d.]+)",
+                           text)[1]) > 0.85
     # section 4 with the course pair, then section 5 with "your own" pair
     assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)] * 2
 
