@@ -26,7 +26,7 @@ import scipy.io
 __all__ = [
     "tf", "np", "imageio", "CONFIG", "load_vgg_model", "generate_noise_image",
     "reshape_and_normalize_image", "load_image", "deprocess_image", "save_image", "check_value",
-    "record_costs", "plot_summary", "plot_costs", "plot_iterations",
+    "record_costs", "saving_to", "plot_summary", "plot_costs", "plot_iterations",
 ]
 
 # TensorFlow's C++ start-up notices go straight to the process's stderr, where Jupyter shows them
@@ -214,6 +214,18 @@ def record_costs():
         yield costs
     costs += [(int(i), float(t), float(c), float(s))
               for i, t, c, s in ITERATION_REPORT.findall(printed.getvalue())]
+
+
+@contextlib.contextmanager
+def saving_to(folder):
+    """Inside `with saving_to(folder):`, CONFIG.OUTPUT_DIR is `folder` (model_nn and the figures
+    save there); after the block it is what it was before, even if the block failed."""
+    before = CONFIG.OUTPUT_DIR
+    CONFIG.OUTPUT_DIR = os.path.join(folder, "")  # with a final "/": model_nn appends names
+    try:
+        yield CONFIG.OUTPUT_DIR
+    finally:
+        CONFIG.OUTPUT_DIR = before
 
 
 def _as_picture(image):

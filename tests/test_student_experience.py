@@ -11,7 +11,7 @@ from PIL import Image
 import nst_utils
 from conftest import ROOT
 from nst_utils import (CONFIG, check_value, load_image, plot_costs, plot_iterations, plot_summary,
-                       record_costs, reshape_and_normalize_image)
+                       record_costs, reshape_and_normalize_image, saving_to)
 
 
 # ----- TensorFlow's start: its C++ notices stay out of a student's cells, errors do not -----
@@ -204,6 +204,19 @@ def test_record_costs_keeps_the_printout_and_parses_every_report(capsys):
     assert capsys.readouterr().out == REPORTS
     assert [c[0] for c in costs] == list(range(0, 200, 20))
     assert costs[1] == (20, 1e6 / 21, 30.0, 2e4 / 21)
+
+
+def test_saving_to_sets_the_output_folder_for_its_block_only(tmp_path):
+    before = CONFIG.OUTPUT_DIR
+    with saving_to(str(tmp_path / "mine")) as folder:
+        assert CONFIG.OUTPUT_DIR == folder == str(tmp_path / "mine") + "/"  # model_nn appends names
+        with record_costs() as costs:
+            print(REPORTS, end="")
+        plot_costs(costs)
+    assert CONFIG.OUTPUT_DIR == before and (tmp_path / "mine" / "costs.png").exists()
+    with pytest.raises(KeyboardInterrupt), saving_to("output/my_images/"):
+        raise KeyboardInterrupt  # a student stops a long run
+    assert CONFIG.OUTPUT_DIR == before
 
 
 def png_size(path):
