@@ -1,4 +1,5 @@
-"""Importing nst_utils restores TF 1.x's op-seed rule, so SPEC section 4's reference values appear."""
+"""Importing nst_utils restores TF 1.x's op-seed rule, so the test cells print the notebook's
+Expected Output values."""
 import importlib
 
 import numpy as np
