@@ -3,8 +3,8 @@
 `from nst_utils import *` gives you the names in `__all__`: `tf` (TensorFlow's 1.x API, graph
 mode), `np`, `imageio`, `CONFIG`, `load_vgg_model`, the image helpers, the test cells' verdict
 and the figures of a run. The assignment's part of this file comes first; the course's own tools
-(TensorFlow 1.x's seed rule, how the VGG-19 file is read and its convs computed, the weights'
-download and check, the headless run) follow the "Course tools" marker further down.
+(TensorFlow's quiet import with 1.x's seed rule, how the VGG-19 file is read and its convs
+computed, the weights' download and check, the headless run) follow the "Course tools" marker.
 """
 import argparse
 import contextlib
@@ -29,60 +29,8 @@ __all__ = [
     "record_costs", "saving_to", "plot_summary", "plot_costs", "plot_iterations",
 ]
 
-# TensorFlow's C++ start-up notices go straight to the process's stderr, where Jupyter shows them
-# in a student's cell as if they were errors: absl's "All log messages before absl::InitializeLog()
-# ...", the CUDA stub's "Could not find cuda drivers" and, on first use, "failed call to cuInit"
-# on a machine without an NVIDIA driver, oneDNN's and the CPU features' notices. They are held back
-# while TensorFlow starts, and any other line is passed on; after that, TF_CPP_MIN_LOG_LEVEL 2
-# lets TensorFlow's C++ errors through and hides its info and warning lines.
-START_UP_NOTICES = re.compile(
-    r"All log messages before absl::InitializeLog\(\)|cudart_stub\.cc.*Could not find cuda "
-    r"drivers|failed call to cuInit|oneDNN custom operations are on|cpu_feature_guard\.cc|"
-    r"^To enable the following instructions:")
-
-
-@contextlib.contextmanager
-def _start_up_notices_held_back():
-    """What is written to file descriptor 2 inside the block is kept, then passed on to
-    sys.stderr without TensorFlow's START_UP_NOTICES."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (AttributeError, OSError):  # no stderr at all: nothing to hold back
-        yield
-        return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not START_UP_NOTICES.search(line)))
-
-
-def _nvidia_driver_present():
-    try:
-        ctypes.CDLL("libcuda.so.1")  # the driver's library, which TensorFlow loads for a GPU
-    except OSError:
-        return False
-    return True
-
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs: errors only
-with _start_up_notices_held_back():
-    import tensorflow.compat.v1 as tf
-    from tensorflow.python.framework import ops as _ops
-    from tensorflow.python.framework import random_seed as _random_seed
-
-    tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
-    tf.disable_v2_behavior()
-    if sys.platform == "linux" and not _nvidia_driver_present():
-        # TensorFlow's first look for a GPU logs the failed cuInit: let it look now. (Not with a
-        # driver: CUDA must not start in a process that forks, as the grader's sandbox does.)
-        tf.config.list_physical_devices("GPU")
+# `tf` is imported with the course tools below: quietly, in TensorFlow 1.x's graph mode, with
+# TensorFlow 1.x's seed rule.
 
 
 class CONFIG:
@@ -302,11 +250,69 @@ def plot_iterations(folder=None):
 
 
 # ================================================================================================
-# Course tools: nothing below is needed to do the assignment. TensorFlow 1.x's seed rule (which
-# importing this module switches on), the VGG-19 file's reader and the convs of load_vgg_model
-# (by Winograd's algorithm where that is faster), the weights' download and check, and
+# Course tools: nothing below is needed to do the assignment. TensorFlow's import (a quiet start,
+# the 1.x API, the 1.x seed rule), the VGG-19 file's reader and the convs of load_vgg_model (by
+# Winograd's algorithm where that is faster), the weights' download and check, and
 # `python -m nst_utils run`, the headless run of the whole notebook.
 # ================================================================================================
+
+# ----- TensorFlow: a quiet start, the 1.x API, the 1.x seed rule -----
+
+# TensorFlow's C++ start-up notices go straight to the process's stderr, where Jupyter shows them
+# in a student's cell as if they were errors: absl's "All log messages before absl::InitializeLog()
+# ...", the CUDA stub's "Could not find cuda drivers" and, on first use, "failed call to cuInit"
+# on a machine without an NVIDIA driver, oneDNN's and the CPU features' notices. They are held back
+# while TensorFlow starts, and any other line is passed on; after that, TF_CPP_MIN_LOG_LEVEL 2
+# lets TensorFlow's C++ errors through and hides its info and warning lines.
+START_UP_NOTICES = re.compile(
+    r"All log messages before absl::InitializeLog\(\)|cudart_stub\.cc.*Could not find cuda "
+    r"drivers|failed call to cuInit|oneDNN custom operations are on|cpu_feature_guard\.cc|"
+    r"^To enable the following instructions:")
+
+
+@contextlib.contextmanager
+def _start_up_notices_held_back():
+    """What is written to file descriptor 2 inside the block is kept, then passed on to
+    sys.stderr without TensorFlow's START_UP_NOTICES."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError):  # no stderr at all: nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not START_UP_NOTICES.search(line)))
+
+
+def _nvidia_driver_present():
+    try:
+        ctypes.CDLL("libcuda.so.1")  # the driver's library, which TensorFlow loads for a GPU
+    except OSError:
+        return False
+    return True
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs: errors only
+with _start_up_notices_held_back():
+    import tensorflow.compat.v1 as tf
+    from tensorflow.python.framework import ops as _ops
+    from tensorflow.python.framework import random_seed as _random_seed
+
+    tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
+    tf.disable_v2_behavior()
+    if sys.platform == "linux" and not _nvidia_driver_present():
+        # TensorFlow's first look for a GPU logs the failed cuInit: let it look now. (Not with a
+        # driver: CUDA must not start in a process that forks, as the grader's sandbox does.)
+        tf.config.list_physical_devices("GPU")
+
 
 # TensorFlow 1.x gave a random op with no seed of its own, under a graph-level seed, the
 # graph's operation count at that moment (Graph.version) as its op seed; TensorFlow 2 counts
@@ -325,6 +331,8 @@ def _tf1_get_seed(op_seed):
 _tf1_get_seed.tf2_get_seed = _tf2_get_seed
 _random_seed.get_seed = _tf1_get_seed
 
+
+# ----- VGG-19: the weights file's reader, the convs load_vgg_model builds -----
 
 VGG19_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
 VGG19_BLOCKS = (2, 2, 4, 4, 4)  # conv layers in each of VGG-19's five blocks
