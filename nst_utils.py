@@ -306,12 +306,12 @@ with _start_up_notices_held_back():
     from tensorflow.python.framework import ops as _ops
     from tensorflow.python.framework import random_seed as _random_seed
 
-    tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
-    tf.disable_v2_behavior()
     if sys.platform == "linux" and not _nvidia_driver_present():
         # TensorFlow's first look for a GPU logs the failed cuInit: let it look now. (Not with a
         # driver: CUDA must not start in a process that forks, as the grader's sandbox does.)
         tf.config.list_physical_devices("GPU")
+    tf.get_logger().setLevel("ERROR")  # no deprecation notices for the TF1 API the course teaches
+    tf.disable_v2_behavior()
 
 
 # TensorFlow 1.x gave a random op with no seed of its own, under a graph-level seed, the

@@ -207,16 +207,17 @@ def test_record_costs_keeps_the_printout_and_parses_every_report(capsys):
 
 
 def test_saving_to_sets_the_output_folder_for_its_block_only(tmp_path):
-    before = CONFIG.OUTPUT_DIR
+    config = nst_utils.CONFIG  # as saving_to sees it (test_tf1_seeds reloads nst_utils)
+    before = config.OUTPUT_DIR
     with saving_to(str(tmp_path / "mine")) as folder:
-        assert CONFIG.OUTPUT_DIR == folder == str(tmp_path / "mine") + "/"  # model_nn appends names
+        assert config.OUTPUT_DIR == folder == str(tmp_path / "mine") + "/"  # model_nn appends names
         with record_costs() as costs:
             print(REPORTS, end="")
         plot_costs(costs)
-    assert CONFIG.OUTPUT_DIR == before and (tmp_path / "mine" / "costs.png").exists()
+    assert config.OUTPUT_DIR == before and (tmp_path / "mine" / "costs.png").exists()
     with pytest.raises(KeyboardInterrupt), saving_to("output/my_images/"):
         raise KeyboardInterrupt  # a student stops a long run
-    assert CONFIG.OUTPUT_DIR == before
+    assert config.OUTPUT_DIR == before
 
 
 def png_size(path):
