@@ -4,7 +4,9 @@
 
 Inside each `### START CODE HERE ###` ... `### END CODE HERE ###` block, each statement of the
 solution becomes a placeholder on its own line: `name = None` for an assignment (same targets),
-`None` for anything else. Comments and blank lines (the hints) stay. Nothing else changes.
+`None` for anything else. Comments and blank lines (the hints) stay. Nothing else changes; if an
+answer line still shows anywhere in the release (a cell outside the blocks repeating it, prose
+quoting it), the release is refused, naming the cell.
 """
 import ast
 import json
@@ -57,12 +59,37 @@ def release_source(source):
     return "\n".join(result)
 
 
+def answer_lines(source):
+    """The code lines inside the START/END CODE HERE blocks of `source`, stripped (no comments,
+    no blank lines, none shorter than MIN_ANSWER, such as a lone closing bracket)."""
+    lines, inside = [], False
+    for line in source.split("\n"):
+        if START in line or END in line:
+            inside = START in line
+        elif inside and len(line.strip()) >= MIN_ANSWER and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return lines
+
+
+MIN_ANSWER = 8
+
+
 def make_release(notebook):
-    for cell in notebook["cells"]:
+    """The release of `notebook` (changed in place); ValueError if an answer would still show."""
+    cells = notebook["cells"]
+    answers = {line for cell in cells if cell["cell_type"] == "code"
+               for line in answer_lines(cell_source(cell))}
+    for cell in cells:
         if cell["cell_type"] != "code":
             continue
         cell["source"] = release_source(cell_source(cell))
         cell["outputs"], cell["execution_count"] = [], None
+    for number, cell in enumerate(cells, start=1):
+        shown = sorted(line for line in answers if line in cell_source(cell))
+        if shown:
+            raise ValueError(f"cell {number} of the release would still show the answer line "
+                             f"`{shown[0]}`: write that cell so that it does not repeat a "
+                             f"solution")
     return notebook
 
 

@@ -1,4 +1,5 @@
-"""generate_noise_image, reshape_and_normalize_image and save_image (SPEC section 2)."""
+"""CONFIG, generate_noise_image, reshape_and_normalize_image and save_image: the values and
+behaviour the notebook relies on."""
 import imageio.v2 as imageio
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from nst_utils import (CONFIG, deprocess_image, generate_noise_image, reshape_an
 SHAPE = (CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, 3)
 
 
-def test_config_matches_spec():
+def test_config_has_the_assignments_values():
     assert (CONFIG.IMAGE_WIDTH, CONFIG.IMAGE_HEIGHT, CONFIG.COLOR_CHANNELS) == (400, 300, 3)
     assert CONFIG.NOISE_RATIO == 0.6
     assert CONFIG.MEANS.shape == (1, 1, 1, 3)

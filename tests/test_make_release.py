@@ -6,8 +6,9 @@ import pytest
 
 from conftest import ROOT
 from grading.notebook import cell_source, read_notebook
+from grading.release import END, START
 
-from grading.release import release_source
+from grading.release import answer_lines, make_release, release_source
 
 SOLUTION = '''def f(x):
     ### START CODE HERE ### (≈3 lines)
@@ -65,6 +66,37 @@ def test_release_differs_from_solution_only_inside_blocks_and_has_no_outputs(tmp
     for solution_line in ["tf.matmul(A, tf.transpose(A))", "alpha * J_content + beta * J_style",
                           "sess.run(train_step)", "tf.reduce_sum(tf.square(GS - GG))"]:
         assert solution_line not in code
+
+
+def test_no_answer_line_of_the_solution_shows_anywhere_in_the_release(tmp_path):
+    """Every code line between START and END CODE HERE in our notebook, graded cell or not, is
+    searched for in every cell of the release, code and prose."""
+    release = tmp_path / "release.ipynb"
+    subprocess.run([sys.executable, "-m", "grading", "release",
+                    str(ROOT / "nst_assignment.ipynb"), str(release)], cwd=ROOT, check=True,
+                   timeout=60)
+    answers, inside = [], False
+    for cell in read_notebook(ROOT / "nst_assignment.ipynb")["cells"]:
+        for line in cell_source(cell).splitlines():
+            if "### START CODE HERE ###" in line or "### END CODE HERE ###" in line:
+                inside = "### START CODE HERE ###" in line
+            elif inside and line.strip() and not line.strip().startswith("#"):
+                answers.append(line.strip())
+    assert len(answers) == 17  # 16 in the graded cells, and section 4's total cost
+    assert "J = total_cost(J_content, J_style, alpha = 10, beta = 40)" in answers
+    released = [cell_source(cell) for cell in read_notebook(release)["cells"]]
+    assert [(line, i) for line in answers for i, text in enumerate(released) if line in text] == []
+    assert set(answer_lines("\n".join(cell_source(c) for c in read_notebook(
+        ROOT / "nst_assignment.ipynb")["cells"]))) == set(answers)  # what the release checks
+
+
+def test_a_cell_that_repeats_an_answer_stops_the_release():
+    notebook = {"cells": [
+        {"cell_type": "code", "source": f"{START}\nJ = total_cost(J_content, J_style)\n{END}\n"},
+        {"cell_type": "markdown", "source": "Try `J = total_cost(J_content, J_style)`."}]}
+    with pytest.raises(ValueError, match="cell 2 of the release would still show the answer line "
+                                         "`J = total_cost\\(J_content, J_style\\)`"):
+        make_release(notebook)
 
 
 def test_release_refuses_to_overwrite_the_solution(tmp_path):

@@ -96,6 +96,21 @@ def printed_text(notebook):
                    for output in cell.get("outputs", []) if output.get("name") == "stdout")
 
 
+def stream_text(notebook):
+    """Everything the cells printed, stdout and stderr."""
+    return "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.get("outputs", []) if output.get("output_type") == "stream")
+
+
+# TensorFlow's C++ log lines (I/W/E/F, a date, a time), absl's notice about them, any ERROR
+ALARMING = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|absl::InitializeLog|ERROR")
+
+
+def alarming_lines(text):
+    """The lines of `text` a student would read as an error that is not theirs."""
+    return [line for line in re.split(r"[\r\n]+", text) if ALARMING.search(line)]
+
+
 def listing(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
@@ -135,6 +150,13 @@ def test_main_job_runs_notebook_end_to_end_showing_progress_as_it_comes(tmp_path
     np.testing.assert_allclose(np.array(re.findall(NUMBER, ga_text), float).reshape(3, 3),
                                GA, rtol=1e-5)
     assert text.count("\u2713") == 4 and "\u2717" not in text  # the four verdicts: all ticks
+    assert alarming_lines(stream_text(notebook)) == [] and alarming_lines(terminal) == []
+    # the start G: the content image at reduced contrast under light noise, as section 4 says
+    content, noise = map(float, re.search(r"standard deviation of the content part: ([\d.]+), "
+                                          r"of the noise part: ([\d.]+)", text).groups())
+    assert content > 2 * noise and 6.5 < noise < 7.5  # noise: 0.6 * 40 / sqrt(12) = 6.9
+    assert float(re.search(r"correlation of the start with the content image: ([\d.]+)",
+                           text)[1]) > 0.85
     # section 4 with the course pair, then section 5 with "your own" pair
     assert re.findall(r"Iteration (\d+) :", text) == [str(i) for i in range(0, 200, 20)] * 2
 
@@ -180,6 +202,31 @@ def test_parameters_set_both_runs_and_section_5s_pictures(tmp_path, notebook_pat
 
 
 @pytest.mark.slow
+def test_after_section_5_section_4_keeps_its_output_folder_and_can_start_again(tmp_path,
+                                                                              notebook_path):
+    """Section 5 writes to output/my_images/ only while it runs, and leaves no interactive
+    session open: section 4's cells, run again afterwards, write to output/ and print no ERROR."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    cells = notebook.cells
+    session_cell = next(c for c in cells if "sess = tf.InteractiveSession()" in c.source)
+    cells += [nbformat.v4.new_code_cell('print(f"output folder: {CONFIG.OUTPUT_DIR}")'),
+              nbformat.v4.new_code_cell(session_cell.source),
+              nbformat.v4.new_code_cell('print(f"open: {not sess._closed}")')]
+    nbformat.write(notebook, tmp_path / "student.ipynb")
+    (tmp_path / "project").mkdir()
+    project = project_copy(tmp_path / "project", tmp_path / "student.ipynb")
+    finished, executed = run_main_job(project, "-p", "num_iterations", "1",
+                                      "-p", "my_iterations", "1")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    text = printed_text(executed)
+    assert "output folder: output/\nopen: True\n" in text
+    assert alarming_lines(stream_text(executed)) == []
+    assert alarming_lines(finished.stdout) == [] and alarming_lines(finished.stderr) == []
+    assert {p.name for p in (project / "output" / "my_images").iterdir()} == {
+        "0.png", "generated_image.jpg", "summary.png", "costs.png"}
+
+
+@pytest.mark.slow
 def test_main_job_without_weights_names_the_failed_cell_and_the_download_command(tmp_path,
                                                                                  notebook_path):
     project = project_copy(tmp_path, notebook_path, with_weights=False)
@@ -204,7 +251,7 @@ def test_bad_image_path_given_as_a_parameter_names_section_5s_cell(tmp_path, not
     finished, notebook = run_main_job(project, "-p", "num_iterations", "1",
                                       "-p", "my_style_path", "images/no_such_painting.jpg")
     assert finished.returncode == 1
-    run_cell = cell_number(notebook_path, 'CONFIG.OUTPUT_DIR = "output/my_images/"')
+    run_cell = cell_number(notebook_path, "sess.close()")
     assert finished.stderr.splitlines()[-2] == (
         f"The run failed: cell {run_cell} (section 5 - Try your own images): FileNotFoundError: "
         f"No image file at 'images/no_such_painting.jpg'. Check the path (it is relative to "

@@ -1,4 +1,4 @@
-"""Our notebook as committed: SPEC section 5's graded cells, Expected Output tables, no outputs."""
+"""Our notebook as committed: its graded cells, Expected Output tables, no outputs."""
 import pytest
 
 from conftest import ROOT
@@ -24,7 +24,7 @@ def test_graded_cell_marks_the_students_part(name):
 @pytest.mark.parametrize("printed, expected", [
     ("J_content", "6.76559"), ("GA", "6.42230511"), ("J_style_layer", "9.19028"),
     ("J", "35.34667875478276")])
-def test_expected_output_tables_give_spec_values(printed, expected):
+def test_expected_output_tables_give_the_reference_values(printed, expected):
     tables = [cell_source(c) for c in NOTEBOOK["cells"]
               if c["cell_type"] == "markdown" and "**Expected Output**" in cell_source(c)]
     assert any(f"**{printed}** | {expected}" in t or (f"**{printed}** | [[" in t and expected in t)

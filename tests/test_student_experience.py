@@ -1,11 +1,49 @@
-"""load_image for any picture, the ✓/✗ verdict, and the pictures of a run (summary, costs,
-contact sheet)."""
+"""A quiet TensorFlow start, load_image for any picture, the ✓/✗ verdict, and the pictures of a
+run (summary, costs, contact sheet)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
+import nst_utils
+from conftest import ROOT
 from nst_utils import (CONFIG, check_value, load_image, plot_costs, plot_iterations, plot_summary,
-                       record_costs, reshape_and_normalize_image)
+                       record_costs, reshape_and_normalize_image, saving_to)
+
+
+# ----- TensorFlow's start: its C++ notices stay out of a student's cells, errors do not -----
+
+def test_importing_nst_utils_and_running_a_session_print_nothing_on_stderr():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CUDA_"))}
+    finished = subprocess.run(
+        [sys.executable, "-c", "from nst_utils import *\n"
+                               "with tf.Session() as sess:\n"
+                               "    print(sess.run(tf.constant(2.0) * 3))\n"
+                               "import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0 and finished.stdout == "6.0\n2\n"  # C++ errors still show
+    assert finished.stderr == ""  # no absl notice, no CUDA stub, no cuInit, no oneDNN line
+
+
+def test_only_tensorflows_start_up_notices_are_held_back(capfd):
+    written = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1.5   7 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
+        "will not be used.\n"
+        "I0000 00:00:1.6   7 port.cc:153] oneDNN custom operations are on. You may see slightly "
+        "different numerical results.\n"
+        "E0000 00:00:1.7   7 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+        "Failed call to cuInit: UNKNOWN ERROR (303)\n"
+        "F0000 00:00:1.8   7 something.cc:1] a real problem\n"
+        "a line of Python's\n")
+    with nst_utils._start_up_notices_held_back():
+        os.write(2, written.encode())
+    assert capfd.readouterr().err == ("F0000 00:00:1.8   7 something.cc:1] a real problem\n"
+                                      "a line of Python's\n")
+
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
 
@@ -166,6 +204,20 @@ def test_record_costs_keeps_the_printout_and_parses_every_report(capsys):
     assert capsys.readouterr().out == REPORTS
     assert [c[0] for c in costs] == list(range(0, 200, 20))
     assert costs[1] == (20, 1e6 / 21, 30.0, 2e4 / 21)
+
+
+def test_saving_to_sets_the_output_folder_for_its_block_only(tmp_path):
+    config = nst_utils.CONFIG  # as saving_to sees it (test_tf1_seeds reloads nst_utils)
+    before = config.OUTPUT_DIR
+    with saving_to(str(tmp_path / "mine")) as folder:
+        assert config.OUTPUT_DIR == folder == str(tmp_path / "mine") + "/"  # model_nn appends names
+        with record_costs() as costs:
+            print(REPORTS, end="")
+        plot_costs(costs)
+    assert config.OUTPUT_DIR == before and (tmp_path / "mine" / "costs.png").exists()
+    with pytest.raises(KeyboardInterrupt), saving_to("output/my_images/"):
+        raise KeyboardInterrupt  # a student stops a long run
+    assert config.OUTPUT_DIR == before
 
 
 def png_size(path):

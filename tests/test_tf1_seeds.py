@@ -1,4 +1,5 @@
-"""Importing nst_utils restores TF 1.x's op-seed rule, so the notebook's Expected Output values appear."""
+"""Importing nst_utils restores TF 1.x's op-seed rule, so the test cells print the notebook's
+Expected Output values."""
 import importlib
 
 import numpy as np
@@ -8,6 +9,7 @@ import nst_utils
 from nst_utils import tf
 from grading.references import GA, J_CONTENT, J_STYLE_LAYER, np_content_cost, np_layer_style_cost
 from grading.worker import run_test_cell
+
 
 def test_gram_matrix_cell_values_match_tf1_reference():
     (A,) = run_test_cell([[3, 2]])

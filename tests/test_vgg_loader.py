@@ -11,7 +11,7 @@ EXPECTED_KEYS = ["input", "conv1_1", "conv1_2", "avgpool1", "conv2_1", "conv2_2"
                  "conv3_1", "conv3_2", "conv3_3", "conv3_4", "avgpool3",
                  "conv4_1", "conv4_2", "conv4_3", "conv4_4", "avgpool4",
                  "conv5_1", "conv5_2", "conv5_3", "conv5_4", "avgpool5"]
-# (height, width) per block for a 300x400 input, from SPEC section 2
+# (height, width) per block for a 300x400 input: each SAME 2x2 pooling halves it, rounding up
 SPATIAL = {1: (300, 400), 2: (150, 200), 3: (75, 100), 4: (38, 50), 5: (19, 25)}
 POOLED = {1: (150, 200), 2: (75, 100), 3: (38, 50), 4: (19, 25), 5: (10, 13)}
 
@@ -32,7 +32,7 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("options", LAYOUTS.values(), ids=LAYOUTS.keys())
-def test_model_dict_has_every_layer_in_order_with_spec_shapes(tmp_path, options):
+def test_model_dict_has_every_layer_in_order_with_its_shape(tmp_path, options):
     path = write_vgg19_mat(tmp_path / "vgg.mat", width_scale=SCALE, **options)
     tf.reset_default_graph()
     model = load_vgg_model(str(path))
@@ -45,7 +45,7 @@ def test_model_dict_has_every_layer_in_order_with_spec_shapes(tmp_path, options)
     assert model["input"].shape.as_list() == [1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, 3]
 
 
-def test_real_vgg19_widths_give_the_spec_shapes(tmp_path):
+def test_real_vgg19_widths_give_the_expected_shapes(tmp_path):
     path = write_vgg19_mat(tmp_path / "full.mat", width_scale=1.0, with_fc=False)
     tf.reset_default_graph()
     model = load_vgg_model(str(path))
@@ -93,7 +93,8 @@ def test_forward_pass_matches_numpy_conv_bias_relu_and_average_pooling(tmp_path)
 
 
 def test_kernels_are_used_without_spatial_transpose(tmp_path):
-    """SPEC: the file's kernels are used as stored; an asymmetric kernel shows a transpose."""
+    """The file's kernels are used as stored (as the course did: the reference costs depend on
+    it); an asymmetric kernel would show a transpose."""
     layers = vgg19_layers(width_scale=SCALE)
     kernel, bias = layers[0][0, 0]["weights"][0]
     kernel[...], bias[...] = 0, 0
