@@ -2,7 +2,8 @@
 
 The layout is MatConvNet's for imagenet-vgg-verydeep-19.mat: a (1, 43) `layers` cell of structs
 (name, type, weights, ...) plus `meta`; layout="beta16" mimics the older release (other field
-order, normalization and classes at the top level). width_scale shrinks every channel count (1.0 is real VGG-19 size).
+order, normalization and classes at the top level). width_scale shrinks every channel count
+(1.0 is real VGG-19 size).
 """
 import numpy as np
 import scipy.io

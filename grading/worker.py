@@ -121,8 +121,8 @@ def load(name, source, helpers):
         raise Problem(describe(error, name, source, "running its cell")) from None
     function = namespace.get(name)
     if not callable(function):
-        defined = sorted(key for key, value in namespace.items()
-                         if inspect.isfunction(value) and value.__code__.co_filename == cell_file(name))
+        defined = sorted(key for key, value in namespace.items() if inspect.isfunction(value)
+                         and value.__code__.co_filename == cell_file(name))
         found = f" (it defines: {', '.join(defined)})" if defined else ""
         raise Problem(f"its cell does not define a function named {name}{found}")
     try:
