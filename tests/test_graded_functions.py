@@ -2,8 +2,8 @@
 
 Each check (grading/plans.py) is decided by grading/judge.py from what the function computed in
 a worker process of its own (grading/sandbox.py): the Expected Output values through the
-notebook's own test-cell code; NumPy's formulas on hidden inputs drawn from this run's seed; and, for model_nn,
-section 4 on a hidden VGG-19 fixture, retraced against a reference run. Run:
+notebook's own test-cell code; NumPy's formulas on hidden inputs drawn from this run's seed;
+and, for model_nn, section 4 on a hidden VGG-19 fixture, retraced against a reference run. Run:
 
     python -m pytest tests -m graded --notebook PATH [--seed N] [--time-limit S]
 """
