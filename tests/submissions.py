@@ -292,14 +292,14 @@ def gram_matrix(A):
 import os
 MALFORMED = [b'{"call": ["call0"], "result": {"value": 1}}', b'{"call": "call1", "result": {}}',
              b'{"call": "call2"}', b'[' * 100000 + b']' * 100000, b'{"call": "call3", "problem": NaN}',
-             b'{"stage": ' + b'{"a": ' * 50000 + b'1' + b'}' * 50001, b'\xff\xfe not utf-8',
+             b'{"stage": ' + b'{"a": ' * 50000 + b'1' + b'}' * 50001, b'\\xff\\xfe not utf-8',
              b'{"call": "call4", "result": {"value": {"shape": [1e400], "float64": ""}}}']
 
 def total_cost(J_content, J_style, alpha = 10, beta = 40):
     for line in MALFORMED:
         for fd in range(3, 10):
             try:
-                os.write(fd, line + b"\n")
+                os.write(fd, line + b"\\n")
             except OSError:
                 pass
     os._exit(0)""")),
