@@ -18,7 +18,7 @@ import numpy as np
 
 from grading import wire
 from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
-from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
+from grading.notebook import GRADED_FUNCTIONS, graded_cells, open_beneath, read_notebook
 from grading.plans import REPORTED, Mismatch, check_names, make_plans
 from grading.results import Grades
 from grading.sandbox import Sandbox
@@ -217,35 +217,23 @@ def read_pictures(folder, names):
     a link (in the path too) or blocking on a pipe."""
     from PIL import Image
 
-    base, *parts = folder
-    pictures, flags = {}, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-        for part in parts:
-            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=directory)
-            os.close(directory)
-            directory = inner
-    except OSError:
-        return pictures  # no such folder: nothing was saved
-    try:
-        for name in names:
+    pictures = {}
+    for name in names:
+        try:
+            fd = open_beneath(*folder, name)
+        except OSError:
+            continue  # not there (or behind a link): "was not saved"
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PICTURE_BYTES:
+                pictures[name] = "not a picture file (or larger than a picture can be)"
+                continue
             try:
-                fd = os.open(name, flags, dir_fd=directory)
-            except OSError:
-                continue  # not there (or a link): "was not saved"
-            with os.fdopen(fd, "rb") as file:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PICTURE_BYTES:
-                    pictures[name] = "not a picture file (or larger than a picture can be)"
-                    continue
-                try:
-                    with Image.open(file) as image:
-                        if image.width * image.height > MAX_PICTURE_PIXELS:
-                            pictures[name] = f"{image.width}x{image.height} pixels, far too large"
-                            continue
-                        pictures[name] = np.asarray(image.convert("RGB"))
-                except (OSError, ValueError, Image.DecompressionBombError):
-                    pictures[name] = "cannot be read as a picture"
-    finally:
-        os.close(directory)
+                with Image.open(file) as image:
+                    if image.width * image.height > MAX_PICTURE_PIXELS:
+                        pictures[name] = f"{image.width}x{image.height} pixels, far too large"
+                        continue
+                    pictures[name] = np.asarray(image.convert("RGB"))
+            except (OSError, ValueError, Image.DecompressionBombError):
+                pictures[name] = "cannot be read as a picture"
     return pictures

@@ -15,6 +15,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from grading.notebook import open_beneath
+
 SCRATCH_BYTES = 512 << 20  # all the files one worker may write
 MAX_PROCESSES = 512  # threads included
 CPU_PERIOD_US = 100_000  # one CPU: quota = period
@@ -58,23 +60,11 @@ def disk_full(folder):
 def copy_kept(work, kept, names, max_bytes=16 << 20):
     """Copy each relative path of `names` from `work` (a dead worker's folder) to `kept`: regular
     files only, at most `max_bytes` each, no link followed anywhere on the way."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     for name in names:
-        parts = Path(name).parts
         try:
-            directory = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            for part in parts[:-1]:
-                inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=directory)
-                os.close(directory)
-                directory = inner
-            fd = os.open(parts[-1], flags, dir_fd=directory)
+            fd = open_beneath(work, *Path(name).parts)
         except OSError:
             continue
-        finally:
-            os.close(directory)
         with os.fdopen(fd, "rb") as source:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:

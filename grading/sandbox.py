@@ -322,12 +322,9 @@ def _watch(request, pid, read_end, report_fd, cgroup, work):
             total += len(chunk)
             pipe_open = bool(chunk)
             *lines, buffer = (buffer + chunk).split(b"\n")
-            for line in lines:
-                record = wire.parse_record(line)
-                if record is not None:
-                    _forward(report_fd, line)
-                    if record.kind == "stage":
-                        stage, stage_started = line, time.monotonic()
+            last_stage = _relay(lines, report_fd)
+            if last_stage is not None:
+                stage, stage_started = last_stage, time.monotonic()
         elif not pipe_open:
             time.sleep(POLL_SECONDS)
         finished, code = os.waitpid(pid, os.WNOHANG)
@@ -355,19 +352,23 @@ def _watch(request, pid, read_end, report_fd, cgroup, work):
         chunk = os.read(read_end, 1 << 20)
         total += len(chunk)
         buffer, pipe_open = buffer + chunk, bool(chunk)
-    for line in buffer.split(b"\n"):
-        record = wire.parse_record(line) if line and total <= wire.MAX_LINE_BYTES else None
-        if record is not None:
-            _forward(report_fd, line)
-            if record.kind == "stage":
-                stage = line
+    if total <= wire.MAX_LINE_BYTES:
+        stage = _relay(buffer.split(b"\n"), report_fd) or stage
     os.close(read_end)
     return {"how": how, "status": status,
             "stage": None if stage is None else stage.decode("utf-8", "replace")}
 
 
-def _forward(fd, line):
-    _write(fd, line + b"\n")
+def _relay(lines, report_fd):
+    """Forward the valid records among `lines` to the grader; the last stage record's line."""
+    stage = None
+    for line in lines:
+        record = wire.parse_record(line) if line else None
+        if record is not None:
+            _write(report_fd, line + b"\n")
+            if record.kind == "stage":
+                stage = line
+    return stage
 
 
 def _send(fd, record):
