@@ -95,17 +95,21 @@ class CONFIG:
     STYLE_IMAGE = "images/swirling_brushstrokes_400x300.jpg"
     CONTENT_IMAGE = "images/chelsea_the_cat_400x300.jpg"
     OUTPUT_DIR = "output/"
+    CONV_PRECISION = "float32"  # VGG-19's convs, read by load_vgg_model: or "bfloat16" (faster on
+    # CPUs with AMX or AVX512-BF16; elsewhere float32 runs instead, see conv_plan)
 
 
 def load_vgg_model(path):
     """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
 
     'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
-    ReLU with the file's weights (as constants: gradients flow to the input only; the wide ones
-    by Winograd's algorithm, see conv3x3); avgpoolN replace VGG's max pooling, as Gatys et al.
+    ReLU with the file's weights (as constants: gradients flow to the input only; the convs in
+    CONFIG.CONV_PRECISION, the wide float32 ones on a CPU by Winograd's algorithm, see conv_plan
+    and conv3x3; everything else in float32); avgpoolN replace VGG's max pooling, as Gatys et al.
     suggest. The fully connected layers are not used.
     """
     weights = read_vgg19_weights(path)
+    precision, winograd = conv_plan()
     shape = (1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
     graph = {"input": tf.Variable(np.zeros(shape), dtype="float32")}
     previous = graph["input"]
@@ -113,7 +117,8 @@ def load_vgg_model(path):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel, winograd=kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
+            conv = conv3x3(previous, kernel, precision=precision,
+                           winograd=winograd and kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
             previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
         previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
             previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",
@@ -304,7 +309,8 @@ def plot_iterations(folder=None):
 # ================================================================================================
 # Course tools: nothing below is needed to do the assignment. TensorFlow 1.x's seed rule (which
 # importing this module switches on), the VGG-19 file's reader and the convs of load_vgg_model
-# (by Winograd's algorithm where that is faster), the weights' download and check, and
+# (their precision; by Winograd's algorithm where that is faster), the weights' download and
+# check, and
 # `python -m nst_utils run`, the headless run of the whole notebook.
 # ================================================================================================
 
@@ -405,22 +411,97 @@ def _winograd_conv2d(x, transformed, flip=False):
     return y if (2 * tiles_h, 2 * tiles_w) == (height, width) else y[:, :height, :width]
 
 
-def conv3x3(x, kernel, winograd=False):
+def conv3x3(x, kernel, winograd=False, precision="float32"):
     """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
-    its gradient goes to x only, as the same kind of conv with the flipped kernel."""
+    its gradient goes to x only, as the same kind of conv with the flipped kernel. With precision
+    "bfloat16" (direct only), x (or the gradient) and the kernel are rounded to bfloat16 for the
+    conv, whose result comes back as float32."""
     if winograd:
+        if precision != "float32":
+            raise ValueError(f"Winograd's convs are float32 only, not {precision}")
         transformed = _winograd_kernel(kernel)
 
         def conv2d(x, flip=False):
             return _winograd_conv2d(x, transformed, flip)
     else:
         def conv2d(x, flip=False):
-            return tf.nn.conv2d(x, tf.constant(_flipped(kernel) if flip else kernel), 1, "SAME")
+            kernel_ = tf.constant(_flipped(kernel) if flip else kernel, dtype=precision)
+            return tf.cast(tf.nn.conv2d(tf.cast(x, precision), kernel_, 1, "SAME"), tf.float32)
 
     @tf.custom_gradient
     def conv(x):
         return conv2d(x), lambda grad: conv2d(grad, flip=True)
     return conv(x)
+
+
+# ----- the convs' precision: float32, or bfloat16 where the machine computes it natively -----
+
+# bfloat16 keeps float32's 8 exponent bits and 7 of its 23 fraction bits: about 2-3 significant
+# digits. CPUs with AVX512-BF16 or AMX-BF16 (which oneDNN, in TensorFlow's wheel, uses) multiply
+# it several times faster than float32; elsewhere it is emulated, no faster than float32
+# (benchmarks/RESULTS.md), so conv_plan runs float32 there unless FORCE_BFLOAT16 is set.
+CONV_PRECISIONS = ("float32", "bfloat16")
+BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # in /proc/cpuinfo's flags
+FORCE_BFLOAT16 = "NST_FORCE_BFLOAT16"  # =1: bfloat16 even where emulated (tests, benchmarks)
+_said = set()
+
+
+def _say_once(text):
+    """Print `text`, unless this process has printed it already."""
+    if text not in _said:
+        _said.add(text)
+        print(text)
+
+
+def _cpu_flags():
+    """The processor's feature flags (Linux's /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            line = next((line for line in cpuinfo if line.startswith("flags")), "flags :")
+    except OSError:
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
+def _onednn_on():
+    """Whether TensorFlow runs its CPU ops by oneDNN (by default on CPUs with bfloat16 units;
+    TF_ENABLE_ONEDNN_OPTS=0 switches it off)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return _pywrap_util_port.IsMklEnabled()
+
+
+def _no_native_bfloat16(gpus):
+    """Why the convs' device would only emulate bfloat16 (`gpus`: the GPUs TensorFlow sees, which
+    it places convs on), or None where it computes bfloat16 natively."""
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        if details.get("compute_capability", (0, 0)) >= (8, 0):
+            return None
+        return "the GPU has no bfloat16 units (NVIDIA's have them from compute capability 8.0)"
+    if not BFLOAT16_CPU_FLAGS & _cpu_flags():
+        return "this processor has no native bfloat16 (neither AVX512-BF16 nor AMX-BF16)"
+    if not _onednn_on():
+        return "TensorFlow's oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0), which bfloat16 needs"
+    return None
+
+
+def conv_plan():
+    """(precision, Winograd allowed) for the convs of a model built now: CONFIG.CONV_PRECISION,
+    but float32, said once, where bfloat16 would be emulated; Winograd for float32 on a CPU (it
+    measured faster there; a GPU's library picks its own algorithms for the direct conv)."""
+    precision = CONFIG.CONV_PRECISION
+    if precision not in CONV_PRECISIONS:
+        raise ValueError(f"CONFIG.CONV_PRECISION is {precision!r}: use one of "
+                         f"{', '.join(map(repr, CONV_PRECISIONS))}.")
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "bfloat16" and os.environ.get(FORCE_BFLOAT16) != "1":
+        reason = _no_native_bfloat16(gpus)
+        if reason:
+            _say_once(f"CONFIG.CONV_PRECISION is 'bfloat16', but {reason}: emulated, it would "
+                      f"be no faster, so VGG-19's convs run in float32.")
+            precision = "float32"
+    return precision, precision == "float32" and not gpus
 
 
 def vgg19_file_layer_names():
