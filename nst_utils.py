@@ -717,8 +717,8 @@ def notebook_parameters(notebook, given):
     """The (NAME, VALUE) pairs of `-p NAME VALUE` as papermill parameters of `notebook`.
 
     VALUE stays text where the notebook's default is text, else is read as a literal (50, 0.5,
-    None); iteration counts must be whole numbers from 1. Raises ValueError for a name the
-    notebook's parameters cell does not have, or a bad count.
+    None); iteration counts must be whole numbers from 1, conv_precision one of CONV_PRECISIONS.
+    Raises ValueError for a name the notebook's parameters cell does not have, or a bad value.
     """
     import papermill
 
@@ -731,6 +731,8 @@ def notebook_parameters(notebook, given):
         value = text if isinstance(_literal(known[name]["default"]), str) else _literal(text)
         if name.endswith("iterations") and not (type(value) is int and value >= 1):
             raise ValueError(f"-p {name} needs a whole number of at least 1, not '{text}'.")
+        if name == "conv_precision" and value not in CONV_PRECISIONS:
+            raise ValueError(f"-p conv_precision is {' or '.join(CONV_PRECISIONS)}, not '{text}'.")
         parameters[name] = value
     return parameters
 
@@ -799,7 +801,9 @@ def main(argv=None):
                      metavar=("NAME", "VALUE"),
                      help="set one of the notebook's parameters (its settings cell at the top), "
                           "as papermill's -p does: num_iterations (section 4, 200), "
-                          "my_content_path, my_style_path, my_iterations (section 5)")
+                          "my_content_path, my_style_path, my_iterations (section 5), "
+                          "conv_precision (VGG-19's convs in both: float32, or bfloat16 where "
+                          "the processor has it)")
     args = parser.parse_args(argv)
     if args.command == "run":
         executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
