@@ -43,17 +43,21 @@ class CONFIG:
     STYLE_IMAGE = "images/swirling_brushstrokes_400x300.jpg"
     CONTENT_IMAGE = "images/chelsea_the_cat_400x300.jpg"
     OUTPUT_DIR = "output/"
+    CONV_PRECISION = "float32"  # VGG-19's convs, read by load_vgg_model: or "bfloat16" (faster on
+    # CPUs with AMX or AVX512-BF16; elsewhere float32 runs instead, see conv_plan)
 
 
 def load_vgg_model(path):
     """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
 
     'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
-    ReLU with the file's weights (as constants: gradients flow to the input only; the wide ones
-    by Winograd's algorithm, see conv3x3); avgpoolN replace VGG's max pooling, as Gatys et al.
+    ReLU with the file's weights (as constants: gradients flow to the input only; the convs in
+    CONFIG.CONV_PRECISION, the wide float32 ones on a CPU by Winograd's algorithm, see conv_plan
+    and conv3x3; everything else in float32); avgpoolN replace VGG's max pooling, as Gatys et al.
     suggest. The fully connected layers are not used.
     """
     weights = read_vgg19_weights(path)
+    precision, winograd = conv_plan()
     shape = (1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
     graph = {"input": tf.Variable(np.zeros(shape), dtype="float32")}
     previous = graph["input"]
@@ -61,7 +65,8 @@ def load_vgg_model(path):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel, winograd=kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
+            conv = conv3x3(previous, kernel, precision=precision,
+                           winograd=winograd and kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
             previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
         previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
             previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",
@@ -251,8 +256,8 @@ def plot_iterations(folder=None):
 
 # ================================================================================================
 # Course tools: nothing below is needed to do the assignment. TensorFlow's import (a quiet start,
-# the 1.x API, the 1.x seed rule), the VGG-19 file's reader and the convs of load_vgg_model (by
-# Winograd's algorithm where that is faster), the weights' download and check, and
+# the 1.x API, the 1.x seed rule), the VGG-19 file's reader and the convs of load_vgg_model (their
+# precision; by Winograd's algorithm where that is faster), the weights' download and check, and
 # `python -m nst_utils run`, the headless run of the whole notebook.
 # ================================================================================================
 
@@ -413,22 +418,106 @@ def _winograd_conv2d(x, transformed, flip=False):
     return y if (2 * tiles_h, 2 * tiles_w) == (height, width) else y[:, :height, :width]
 
 
-def conv3x3(x, kernel, winograd=False):
+def conv3x3(x, kernel, winograd=False, precision="float32"):
     """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
-    its gradient goes to x only, as the same kind of conv with the flipped kernel."""
+    its gradient goes to x only, as the same kind of conv with the flipped kernel. With precision
+    "bfloat16" (direct only), x (or the gradient) and the kernel are rounded to bfloat16 for the
+    conv, whose result comes back as float32."""
     if winograd:
+        if precision != "float32":
+            raise ValueError(f"Winograd's convs are float32 only, not {precision}")
         transformed = _winograd_kernel(kernel)
 
         def conv2d(x, flip=False):
             return _winograd_conv2d(x, transformed, flip)
     else:
         def conv2d(x, flip=False):
-            return tf.nn.conv2d(x, tf.constant(_flipped(kernel) if flip else kernel), 1, "SAME")
+            kernel_ = tf.constant(_flipped(kernel) if flip else kernel, dtype=precision)
+            return tf.cast(tf.nn.conv2d(tf.cast(x, precision), kernel_, 1, "SAME"), tf.float32)
 
     @tf.custom_gradient
     def conv(x):
         return conv2d(x), lambda grad: conv2d(grad, flip=True)
     return conv(x)
+
+
+# ----- the convs' precision: float32, or bfloat16 where the machine computes it natively -----
+
+# bfloat16 keeps float32's 8 exponent bits and 7 of its 23 fraction bits: about 2-3 significant
+# digits. CPUs with AVX512-BF16 or AMX-BF16 (which oneDNN, in TensorFlow's wheel, uses) multiply
+# it several times faster than float32; elsewhere it is emulated, no faster than float32
+# (benchmarks/RESULTS.md), so conv_plan runs float32 there unless FORCE_BFLOAT16 is set.
+CONV_PRECISIONS = ("float32", "bfloat16")
+BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # in /proc/cpuinfo's flags
+FORCE_BFLOAT16 = "NST_FORCE_BFLOAT16"  # =1: bfloat16 even where emulated (tests, benchmarks)
+_said = set()
+
+
+def _say_once(text):
+    """Print `text`, unless this process has printed it already."""
+    if text not in _said:
+        _said.add(text)
+        print(text)
+
+
+def _cpu_flags():
+    """The processor's feature flags (Linux's /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            line = next((line for line in cpuinfo if line.startswith("flags")), "flags :")
+    except OSError:
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
+def _onednn_on():
+    """Whether TensorFlow runs its CPU ops by oneDNN (by default on CPUs with bfloat16 units;
+    TF_ENABLE_ONEDNN_OPTS=0 switches it off)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return _pywrap_util_port.IsMklEnabled()
+
+
+def _no_native_bfloat16(gpus):
+    """Why the convs' device would only emulate bfloat16 (`gpus`: the GPUs TensorFlow sees, which
+    it places convs on), or None where it computes bfloat16 natively."""
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        if details.get("compute_capability", (0, 0)) >= (8, 0):
+            return None
+        return "the GPU has no bfloat16 units (NVIDIA's have them from compute capability 8.0)"
+    if not BFLOAT16_CPU_FLAGS & _cpu_flags():
+        return "this processor has no native bfloat16 (neither AVX512-BF16 nor AMX-BF16)"
+    if not _onednn_on():
+        return "TensorFlow's oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0), which bfloat16 needs"
+    return None
+
+
+def _visible_gpus():
+    """The GPUs TensorFlow would place the convs on. There are none without an NVIDIA driver or
+    with CUDA_VISIBLE_DEVICES empty, and then CUDA is not started to learn it: it must not start
+    in a process that forks (the grader's sandbox, which hides the GPUs that way)."""
+    if not _nvidia_driver_present() or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return []
+    return tf.config.list_physical_devices("GPU")
+
+
+def conv_plan():
+    """(precision, Winograd allowed) for the convs of a model built now: CONFIG.CONV_PRECISION,
+    but float32, said once, where bfloat16 would be emulated; Winograd for float32 on a CPU (it
+    measured faster there; a GPU's library picks its own algorithms for the direct conv)."""
+    precision = CONFIG.CONV_PRECISION
+    if precision not in CONV_PRECISIONS:
+        raise ValueError(f"CONFIG.CONV_PRECISION is {precision!r}: use one of "
+                         f"{', '.join(map(repr, CONV_PRECISIONS))}.")
+    gpus = _visible_gpus()
+    if precision == "bfloat16" and os.environ.get(FORCE_BFLOAT16) != "1":
+        reason = _no_native_bfloat16(gpus)
+        if reason:
+            _say_once(f"CONFIG.CONV_PRECISION is 'bfloat16', but {reason}: emulated, it would "
+                      f"be no faster, so VGG-19's convs run in float32.")
+            precision = "float32"
+    return precision, precision == "float32" and not gpus
 
 
 def vgg19_file_layer_names():
@@ -644,8 +733,8 @@ def notebook_parameters(notebook, given):
     """The (NAME, VALUE) pairs of `-p NAME VALUE` as papermill parameters of `notebook`.
 
     VALUE stays text where the notebook's default is text, else is read as a literal (50, 0.5,
-    None); iteration counts must be whole numbers from 1. Raises ValueError for a name the
-    notebook's parameters cell does not have, or a bad count.
+    None); iteration counts must be whole numbers from 1, conv_precision one of CONV_PRECISIONS.
+    Raises ValueError for a name the notebook's parameters cell does not have, or a bad value.
     """
     import papermill
 
@@ -658,6 +747,8 @@ def notebook_parameters(notebook, given):
         value = text if isinstance(_literal(known[name]["default"]), str) else _literal(text)
         if name.endswith("iterations") and not (type(value) is int and value >= 1):
             raise ValueError(f"-p {name} needs a whole number of at least 1, not '{text}'.")
+        if name == "conv_precision" and value not in CONV_PRECISIONS:
+            raise ValueError(f"-p conv_precision is {' or '.join(CONV_PRECISIONS)}, not '{text}'.")
         parameters[name] = value
     return parameters
 
@@ -726,7 +817,9 @@ def main(argv=None):
                      metavar=("NAME", "VALUE"),
                      help="set one of the notebook's parameters (its settings cell at the top), "
                           "as papermill's -p does: num_iterations (section 4, 200), "
-                          "my_content_path, my_style_path, my_iterations (section 5)")
+                          "my_content_path, my_style_path, my_iterations (section 5), "
+                          "conv_precision (VGG-19's convs in both: float32, or bfloat16 where "
+                          "the processor has it)")
     args = parser.parse_args(argv)
     if args.command == "run":
         executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")

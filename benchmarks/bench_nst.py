@@ -1,22 +1,31 @@
 """Benchmark the notebook's style-transfer loop against a TF2 peer and the machine's matmul peak.
 
-    python benchmarks/bench_nst.py [--quick] [--layers] [--json results.json] [--iterations 12]
+    python benchmarks/bench_nst.py [--quick] [--layers | --accuracy] [--json results.json]
+                                   [--iterations 12] [--accuracy-iterations 200] [--out DIR]
 
 Writes a VGG-19 of random weights at full width in MatConvNet's layout (timing does not depend
 on the values), builds section 4's graph with the graded functions taken from the notebook, and
-times one model_nn iteration (sess.run(train_step), then reading model['input']). A second
-process runs the same optimisation written the TF2 way (tf.function + GradientTape + Keras Adam)
-on the same weights and images, and two more time a 4096x4096 float32 matmul in TF and in
-NumPy (the machine's peak). All take turns, one iteration each, so all see the same load from
-anything else on the machine: the median seconds after two warm-up rounds, and each loop's
+times one model_nn iteration (sess.run(train_step), then reading model['input']), with VGG's
+convs in float32 and, in a second process, in bfloat16 (CONFIG.CONV_PRECISION; forced where the
+processor has no bfloat16 units, and then reported as emulated). Two more processes run the
+same optimisation written the TF2 way (tf.function + GradientTape + Keras Adam) on the same
+weights and images: in float32, and with Keras layers under the mixed_bfloat16 policy. Three
+more time a 4096x4096 matmul: float32 in TF and in NumPy, bfloat16 in TF (the peaks). All take
+turns, one iteration each, so all see the same load from anything else on the machine: the
+median seconds of each loop after two warm-up rounds (the best for the peaks), and each loop's
 peak resident memory.
 
 Per layer (each distinct conv shape, conv1_2 to conv5_1), it also times the forward conv plus
-its input gradient the direct way and by Winograd (nst_utils.conv3x3), taking turns likewise;
---layers times only these.
+its input gradient the direct way in float32 and in bfloat16, and by Winograd
+(nst_utils.conv3x3), taking turns likewise; --layers times only these.
+
+The accuracy run optimises section 4 for --accuracy-iterations in float32 and then in bfloat16
+from the same start and compares every printed cost and the final pictures (PSNR; a figure
+side by side in --out); --accuracy runs only this.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "output"
 sys.path.insert(0, str(ROOT))
 
 STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
@@ -69,17 +79,22 @@ def images(height, width):
 MATMUL_SIZE = 4096
 
 
+MATMULS = ("tensorflow", "numpy", "tensorflow-bfloat16")
+
+
 def matmul(library):
-    """A function multiplying two MATMUL_SIZE square float32 matrices in `library` (tensorflow
-    or numpy, whose BLAS on some CPUs reaches twice TF's own matmul)."""
+    """A function multiplying two MATMUL_SIZE square matrices in `library`: float32 in
+    tensorflow or numpy (whose BLAS on some CPUs reaches twice TF's own matmul), bfloat16 in
+    tensorflow-bfloat16."""
     if library == "numpy":
         a, b = (np.random.default_rng(i).random((MATMUL_SIZE,) * 2, dtype=np.float32)
                 for i in (1, 2))
         return lambda: a @ b
     from nst_utils import tf
 
-    a, b = (tf.Variable(tf.random_normal([MATMUL_SIZE] * 2)) for _ in range(2))
-    product = tf.reduce_sum(tf.matmul(a, b))
+    dtype = tf.bfloat16 if library.endswith("bfloat16") else tf.float32
+    a, b = (tf.Variable(tf.cast(tf.random_normal([MATMUL_SIZE] * 2), dtype)) for _ in range(2))
+    product = tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32))
     sess = tf.Session()
     sess.run(tf.global_variables_initializer())
     return lambda: sess.run(product)
@@ -91,12 +106,15 @@ def timed(function):
     return time.perf_counter() - started
 
 
-def tf1_loop(weights_path, height, width, notebook):
-    """Section 4 of the notebook (graded functions from `notebook`): a function running one
-    model_nn iteration."""
+def section_4(weights_path, height, width, notebook, precision="float32"):
+    """Section 4 of the notebook (graded functions from `notebook`), VGG's convs in `precision`
+    (bfloat16 also where it is only emulated), built and started from the noisy image of seed
+    1: (session, model, train_step, [J, J_content, J_style])."""
     from grading.notebook import trusted_graded_functions
-    from nst_utils import generate_noise_image, load_vgg_model, tf
+    from nst_utils import CONFIG, FORCE_BFLOAT16, generate_noise_image, load_vgg_model, tf
 
+    CONFIG.CONV_PRECISION = precision
+    os.environ[FORCE_BFLOAT16] = "1"  # measure bfloat16 even without the units, as emulated
     graded = trusted_graded_functions(notebook)
     content_cost, layer_style_cost, total_cost = (
         graded[name] for name in ("compute_content_cost", "compute_layer_style_cost",
@@ -115,36 +133,64 @@ def tf1_loop(weights_path, height, width, notebook):
     sess.run(tf.global_variables_initializer())
     np.random.seed(1)
     sess.run(model["input"].assign(generate_noise_image(content_image)))
+    return sess, model, train_step, [J, J_content, J_style]
+
+
+def tf1_loop(weights_path, height, width, notebook, precision="float32"):
+    """A function running one model_nn iteration of section_4."""
+    sess, model, train_step, _ = section_4(weights_path, height, width, notebook, precision)
 
     def iteration():
         sess.run(train_step)
         sess.run(model["input"])
+    iteration.close = sess.close
     return iteration
 
 
-def tf2_peer(weights_path, height, width):
+def tf2_peer(weights_path, height, width, policy="float32"):
     """The same optimisation written as a TF2 tutorial would: eager, tf.function, GradientTape,
-    Keras Adam; returns a function running one iteration. Runs in its own process (nst_utils
+    Keras Adam; returns a function running one iteration. With policy "mixed_bfloat16", VGG's
+    layers are Keras layers under that policy (bfloat16 computations, float32 weights) and the
+    costs float32, as Keras' mixed precision guide has it. Runs in its own process (nst_utils
     switches TF2 behaviour off)."""
+    import keras
     import tensorflow as tf
 
     from nst_utils import VGG19_BLOCKS, generate_noise_image, read_vgg19_weights
 
     tf.compat.v1.enable_v2_behavior()
-    weights = {name: (tf.constant(k), tf.constant(b))
-               for name, (k, b) in read_vgg19_weights(str(weights_path)).items()}
+    weights = read_vgg19_weights(str(weights_path))
     layers = [CONTENT_LAYER] + [layer for layer, _ in STYLE_LAYERS]
+    if policy == "float32":
+        constants = {name: (tf.constant(k), tf.constant(b)) for name, (k, b) in weights.items()}
+
+        def conv(x, name):
+            kernel, bias = constants[name]
+            return tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
+
+        def pool(x):
+            return tf.nn.avg_pool2d(x, 2, 2, "SAME")
+    else:
+        keras.mixed_precision.set_global_policy(policy)
+        convs = {}
+        for name, (kernel, bias) in weights.items():
+            convs[name] = keras.layers.Conv2D(kernel.shape[3], 3, padding="same",
+                                              activation="relu")
+            convs[name].build((None, None, None, kernel.shape[2]))
+            convs[name].set_weights([kernel, bias])
+
+        def conv(x, name):
+            return convs[name](x)
+        pool = keras.layers.AveragePooling2D(2, 2, padding="same")
 
     def features(image):
         out, x = {}, image
         for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
             for i in range(1, n_convs + 1):
-                kernel, bias = weights[f"conv{block}_{i}"]
-                x = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
-                out[f"conv{block}_{i}"] = x
+                x = out[f"conv{block}_{i}"] = conv(x, f"conv{block}_{i}")
                 if f"conv{block}_{i}" == "conv5_1":
-                    return [out[name] for name in layers]
-            x = tf.nn.avg_pool2d(x, 2, 2, "SAME")
+                    return [tf.cast(out[name], tf.float32) for name in layers]
+            x = pool(x)
 
     def gram(a):
         a = tf.reshape(a, [-1, a.shape[-1]])
@@ -156,6 +202,7 @@ def tf2_peer(weights_path, height, width):
     np.random.seed(1)
     image = tf.Variable(generate_noise_image(content_image.numpy()).astype(np.float32))
     optimizer = tf.keras.optimizers.Adam(learning_rate=2.0)
+    optimizer.build([image])  # its slots now, not inside step(): Keras 3 cannot create them there
 
     @tf.function
     def step():
@@ -219,13 +266,21 @@ class Helper:
 def take_turns(timers, iterations):
     """Call the timers (each runs something once and returns its seconds) in turn, WARM_UP +
     iterations rounds, every other round in reverse order (so none always follows the same one,
-    whose threads may still be spinning); the median of each after the warm-up rounds."""
+    whose threads may still be spinning); the seconds of each after the warm-up rounds."""
     times = []
     for round_ in range(WARM_UP + iterations):
         order = range(len(timers)) if round_ % 2 == 0 else reversed(range(len(timers)))
         seconds = {i: timers[i]() for i in order}
         times.append([seconds[i] for i in range(len(timers))])
-    return [statistics.median(column) for column in zip(*times[WARM_UP:])]
+    return [list(column) for column in zip(*times[WARM_UP:])]
+
+
+def medians(columns):
+    return [statistics.median(column) for column in columns]
+
+
+def max_relative_error(got, expected):
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
 def layer_shapes(height, width, widths):
@@ -247,7 +302,8 @@ def layer_shapes(height, width, widths):
 
 
 def layer_times(height, width, widths, iterations):
-    """Per distinct conv shape: forward + input gradient, direct and by Winograd, in turns."""
+    """Per distinct conv shape: forward + input gradient, direct in float32, by Winograd, and
+    direct in bfloat16 (input and kernel rounded, result float32), in turns."""
     from nst_utils import conv3x3, tf
 
     rows = []
@@ -259,28 +315,34 @@ def layer_times(height, width, widths, iterations):
             # a variable, not a constant: Grappler would compute a gradient of constants once
             mix = tf.Variable(rng.normal(size=(1, h, w, c_out)).astype(np.float32))
             runs, values = [], []
-            for winograd in (False, True):
-                y = conv3x3(x, kernel, winograd)
+            for winograd, precision in ((False, "float32"), (True, "float32"),
+                                        (False, "bfloat16")):
+                y = conv3x3(x, kernel, winograd, precision)
                 grad = tf.gradients(tf.reduce_sum(y * mix), x)[0]
                 # fetch sums: a tf.group of the two would let Grappler skip their work
                 step = tf.reduce_sum(y) + tf.reduce_sum(grad)
                 runs.append(lambda step=step: timed(lambda: sess.run(step)))
                 values.append((y, grad))
             sess.run(tf.global_variables_initializer())
-            (y0, g0), (y1, g1) = sess.run(values)
-            direct, fast = take_turns(runs, iterations)
+            (y0, g0), (y1, g1), (y2, g2) = sess.run(values)
+            direct, fast, bfloat16 = medians(take_turns(runs, iterations))
         gflop = 2 * 2 * h * w * 9 * c_in * c_out / 1e9
         rows.append({"layer": name, "shape": [1, h, w, c_in, c_out], "winograd_used": used,
                      "direct_ms": 1e3 * direct, "winograd_ms": 1e3 * fast,
-                     "direct_gflops": gflop / direct, "winograd_effective_gflops": gflop / fast,
-                     "max_rel_error_activation": float(np.abs(y1 - y0).max() / np.abs(y0).max()),
-                     "max_rel_error_gradient": float(np.abs(g1 - g0).max() / np.abs(g0).max())})
+                     "bfloat16_ms": 1e3 * bfloat16, "direct_gflops": gflop / direct,
+                     "winograd_effective_gflops": gflop / fast, "bfloat16_gflops": gflop / bfloat16,
+                     "max_rel_error_activation": max_relative_error(y1, y0),
+                     "max_rel_error_gradient": max_relative_error(g1, g0),
+                     "bfloat16_max_rel_error_activation": max_relative_error(y2, y0),
+                     "bfloat16_max_rel_error_gradient": max_relative_error(g2, g0)})
         row = rows[-1]
         print(f"{name} {h}x{w} {c_in}->{c_out}: forward+gradient direct {row['direct_ms']:.1f} "
               f"ms, Winograd {row['winograd_ms']:.1f} ms ({fast / direct:.2f}x"
-              f"{', used' if used else ', not used'}); max relative error "
-              f"{row['max_rel_error_activation']:.1e} / {row['max_rel_error_gradient']:.1e}",
-              flush=True)
+              f"{', used' if used else ', not used'}), bfloat16 {row['bfloat16_ms']:.1f} ms "
+              f"({bfloat16 / direct:.2f}x); max relative error Winograd "
+              f"{row['max_rel_error_activation']:.1e} / {row['max_rel_error_gradient']:.1e}, "
+              f"bfloat16 {row['bfloat16_max_rel_error_activation']:.1e} / "
+              f"{row['bfloat16_max_rel_error_gradient']:.1e}", flush=True)
     return rows
 
 
@@ -291,18 +353,33 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=12, help="timed iterations (>= 10)")
     parser.add_argument("--notebook", default=str(ROOT / "nst_assignment.ipynb"))
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--layers", action="store_true",
-                        help="only the per-layer times, direct and by Winograd")
-    parser.add_argument("--peer", nargs=3, metavar=("WEIGHTS", "HEIGHT", "WIDTH"),
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--layers", action="store_true",
+                      help="only the per-layer times: direct, by Winograd, in bfloat16")
+    only.add_argument("--accuracy", action="store_true",
+                      help="only the accuracy run: float32 against bfloat16 convs")
+    parser.add_argument("--accuracy-iterations", type=int,
+                        help="iterations of the accuracy run (200; 21 with --quick; 0: none)")
+    parser.add_argument("--accuracy-size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"),
+                        help="image size of the accuracy run (default: the benchmark's)")
+    parser.add_argument("--out", default=str(OUT),
+                        help=f"folder for the accuracy run's figure (default {OUT})")
+    parser.add_argument("--loop", nargs=5, metavar=("PRECISION", "WEIGHTS", "HEIGHT", "WIDTH",
+                                                    "NOTEBOOK"),
+                        help=argparse.SUPPRESS)  # internal: serve a TF1 loop's iterations
+    parser.add_argument("--peer", nargs=4, metavar=("WEIGHTS", "HEIGHT", "WIDTH", "POLICY"),
                         help=argparse.SUPPRESS)  # internal: serve the TF2 peer's iterations
-    parser.add_argument("--matmul", choices=["tensorflow", "numpy"],
+    parser.add_argument("--matmul", choices=MATMULS,
                         help=argparse.SUPPRESS)  # internal: serve matmuls
     args = parser.parse_args(argv)
     if args.iterations < (1 if args.quick else 10):
         parser.error("--iterations: at least 10 timed iterations (at least 1 with --quick)")
 
+    if args.loop:
+        precision, weights, height, width, notebook = args.loop
+        return serve(tf1_loop(weights, int(height), int(width), notebook, precision))
     if args.peer:
-        return serve(tf2_peer(args.peer[0], int(args.peer[1]), int(args.peer[2])))
+        return serve(tf2_peer(args.peer[0], int(args.peer[1]), int(args.peer[2]), args.peer[3]))
     if args.matmul:
         return serve(matmul(args.matmul))
 
@@ -311,32 +388,66 @@ def main(argv=None):
     scale, (height, width) = (0.25, (150, 200)) if args.quick else (1.0, (300, 400))
     widths = scaled_widths(scale)
     results = {"size": f"{width}x{height}", "vgg_width_scale": scale,
-               "timed_iterations": args.iterations}
-    if not args.layers:
-        results.update(whole_iteration(height, width, scale, args.iterations, args.notebook))
-    results["layers"] = layer_times(height, width, widths, args.iterations)
+               "timed_iterations": args.iterations, "cpu": cpu_name(),
+               "native_bfloat16": native_bfloat16()}
+    if not args.accuracy:
+        if not args.layers:
+            results.update(whole_iteration(height, width, scale, args.iterations, args.notebook))
+        results["layers"] = layer_times(height, width, widths, args.iterations)
+    if not args.layers and args.accuracy_iterations != 0:
+        results["accuracy"] = accuracy_run(
+            *(args.accuracy_size or (height, width)), scale,
+            args.accuracy_iterations or (21 if args.quick else 200), args.notebook,
+            Path(args.out))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
+def cpu_name():
+    """The processor's model name (Linux), for the results."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def native_bfloat16():
+    """Whether this machine computes bfloat16 convs natively; says why not if it does not."""
+    from nst_utils import _no_native_bfloat16, tf
+
+    reason = _no_native_bfloat16(tf.config.list_physical_devices("GPU"))
+    if reason:
+        print(f"No native bfloat16 here: {reason}. Every bfloat16 number below is emulated.",
+              flush=True)
+    return reason is None
+
+
 def whole_iteration(height, width, scale, iterations, notebook):
-    """The TF1 loop, the TF2 peer and the matmul peak (TF's and NumPy's), in turns: effective
-    GFLOP/s against the peak; peak RSS."""
+    """The TF1 loop in float32 and in bfloat16, the TF2 peer in float32 and under Keras'
+    mixed_bfloat16 policy, and the matmul peaks (TF's and NumPy's float32, TF's bfloat16), in
+    turns: loops' medians, peaks' best; effective GFLOP/s against the peaks; peak RSS."""
     from grading.mat_fixture import scaled_widths, write_vgg19_mat
 
     with tempfile.TemporaryDirectory() as scratch:
         weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
         iteration = tf1_loop(weights, height, width, notebook)
-        helpers = [Helper("--peer", weights, height, width), Helper("--matmul", "tensorflow"),
-                   Helper("--matmul", "numpy")]
-        tf1_seconds, peer_seconds, *matmul_seconds = take_turns(
-            [lambda: timed(iteration)] + [helper.step for helper in helpers], iterations)
-        tf1_rss, peer_rss = peak_rss_mb(), helpers[0].close()
-        for helper in helpers[1:]:
-            helper.close()
-    peaks = {library: 2 * MATMUL_SIZE ** 3 / seconds / 1e9
-             for library, seconds in zip(["tensorflow", "numpy"], matmul_seconds)}
-    peak_gflops = max(peaks.values())
+        helpers = [Helper("--loop", "bfloat16", weights, height, width, notebook),
+                   Helper("--peer", weights, height, width, "float32"),
+                   Helper("--peer", weights, height, width, "mixed_bfloat16"),
+                   *(Helper("--matmul", library) for library in MATMULS)]
+        columns = take_turns([lambda: timed(iteration)] + [h.step for h in helpers], iterations)
+        tf1_rss = peak_rss_mb()
+        iteration.close()
+        bf16_rss, peer_rss, mixed_rss, *_ = (helper.close() for helper in helpers)
+    tf1_seconds, bf16_seconds, peer_seconds, mixed_seconds = medians(columns[:4])
+    peaks = {library: 2 * MATMUL_SIZE ** 3 / min(seconds) / 1e9
+             for library, seconds in zip(MATMULS, columns[4:])}
+    peak_gflops = max(peaks["tensorflow"], peaks["numpy"])
+    bf16_peak = peaks["tensorflow-bfloat16"]
     gflop = iteration_gflop(height, width, scaled_widths(scale))
     results = {
         "tf1_seconds_per_iteration": tf1_seconds, "tf2_peer_seconds_per_iteration": peer_seconds,
@@ -345,13 +456,100 @@ def whole_iteration(height, width, scale, iterations, notebook):
         "matmul_gflops_tensorflow": peaks["tensorflow"], "matmul_gflops_numpy": peaks["numpy"],
         "fraction_of_peak": gflop / tf1_seconds / peak_gflops,
         "tf1_peak_rss_mb": tf1_rss, "peer_peak_rss_mb": peer_rss,
+        "bfloat16_seconds_per_iteration": bf16_seconds,
+        "mixed_bfloat16_peer_seconds_per_iteration": mixed_seconds,
+        "ratio_bfloat16_to_peer": bf16_seconds / peer_seconds,
+        "ratio_bfloat16_to_mixed_peer": bf16_seconds / mixed_seconds,
+        "bfloat16_effective_gflops": gflop / bf16_seconds,
+        "matmul_peak_bfloat16_gflops": bf16_peak,
+        "bfloat16_fraction_of_peak": gflop / bf16_seconds / bf16_peak,
+        "bfloat16_peak_rss_mb": bf16_rss, "mixed_peer_peak_rss_mb": mixed_rss,
     }
     print(f"{width}x{height}: TF1 loop {tf1_seconds:.3f} s/iteration, TF2 peer "
           f"{peer_seconds:.3f} s (ratio {results['ratio_tf1_to_peer']:.2f}, in turns); "
           f"{gflop:.0f} GFLOP/iteration (direct convs) = {results['tf1_effective_gflops']:.0f} "
           f"effective GFLOP/s, {100 * results['fraction_of_peak']:.0f}% of the "
-          f"{peak_gflops:.0f} GFLOP/s matmul peak; peak RSS {tf1_rss:.0f} MB (peer "
-          f"{peer_rss:.0f} MB)", flush=True)
+          f"{peak_gflops:.0f} GFLOP/s float32 matmul peak (best of TF {peaks['tensorflow']:.0f}, "
+          f"NumPy {peaks['numpy']:.0f}); peak RSS {tf1_rss:.0f} MB (peer {peer_rss:.0f} MB)",
+          flush=True)
+    print(f"{width}x{height} bfloat16: TF1 loop {bf16_seconds:.3f} s/iteration, ratio "
+          f"{results['ratio_bfloat16_to_peer']:.2f} to the float32 peer, "
+          f"{results['ratio_bfloat16_to_mixed_peer']:.2f} to the mixed_bfloat16 peer "
+          f"({mixed_seconds:.3f} s); {results['bfloat16_effective_gflops']:.0f} effective "
+          f"GFLOP/s, {100 * results['bfloat16_fraction_of_peak']:.0f}% of the {bf16_peak:.0f} "
+          f"GFLOP/s bfloat16 matmul peak; peak RSS {bf16_rss:.0f} MB (peer {mixed_rss:.0f} MB)",
+          flush=True)
+    return results
+
+
+def psnr(a, b):
+    """Peak signal-to-noise ratio of two uint8 pictures, in dB."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255 ** 2 / mse))
+
+
+def accuracy_run(height, width, scale, iterations, notebook, out):
+    """Section 4 for `iterations` in float32 and then in bfloat16 convs, from the same start:
+    the relative difference of every cost model_nn prints (every 20 iterations), the PSNR of
+    the final pictures, and float32 | bfloat16 | difference saved as accuracy.png in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from grading.mat_fixture import write_vgg19_mat
+    from nst_utils import deprocess_image
+
+    runs = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
+        for precision in ("float32", "bfloat16"):
+            started = time.perf_counter()
+            sess, model, train_step, costs = section_4(weights, height, width, notebook,
+                                                       precision)
+            printed = []
+            for i in range(iterations):
+                sess.run(train_step)
+                image = sess.run(model["input"])
+                if i % 20 == 0:
+                    printed.append([float(cost) for cost in sess.run(costs)])
+            sess.close()
+            runs[precision] = printed, deprocess_image(image), time.perf_counter() - started
+    (exact, picture, seconds), (rounded, rounded_picture, bf16_seconds) = runs.values()
+    names = ("total", "content", "style")
+    reports = [{"iteration": 20 * n, "float32": dict(zip(names, e)),
+                "bfloat16": dict(zip(names, r)),
+                "relative_difference": {name: abs(b - a) / abs(a)
+                                        for name, a, b in zip(names, e, r)}}
+               for n, (e, r) in enumerate(zip(exact, rounded))]
+    worst = {name: max(report["relative_difference"][name] for report in reports)
+             for name in names}
+    difference = np.abs(picture.astype(np.int16) - rounded_picture.astype(np.int16))
+    results = {"size": f"{width}x{height}", "iterations": iterations, "reports": reports,
+               "max_relative_difference": worst, "psnr_db": psnr(picture, rounded_picture),
+               "max_pixel_difference": int(difference.max()),
+               "seconds": {"float32": seconds, "bfloat16": bf16_seconds}}
+    for report in reports:
+        print(f"iteration {report['iteration']}: " + ", ".join(
+            f"{name} {report['float32'][name]:.4g} / {report['bfloat16'][name]:.4g} "
+            f"({100 * report['relative_difference'][name]:.2f} %)" for name in names),
+            flush=True)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, shown, title in zip(axes, (picture, rounded_picture,
+                                       np.clip(10 * difference, 0, 255).astype(np.uint8)),
+                                ("float32", "bfloat16", "|difference| x 10")):
+        ax.imshow(shown)
+        ax.set_title(title)
+        ax.axis("off")
+    out.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / "accuracy.png", dpi=100, bbox_inches="tight")
+    results["figure"] = str(out / "accuracy.png")
+    print(f"{width}x{height}, {iterations} iterations from the same start, float32 against "
+          f"bfloat16 convs: printed costs at most {100 * worst['total']:.2f} % apart (total), "
+          f"{100 * worst['content']:.2f} % (content), {100 * worst['style']:.2f} % (style); "
+          f"final pictures {results['psnr_db']:.1f} dB PSNR apart (largest pixel difference "
+          f"{results['max_pixel_difference']}); side by side in {results['figure']}; "
+          f"{seconds:.0f} s and {bf16_seconds:.0f} s", flush=True)
     return results
 
 

@@ -59,8 +59,9 @@ def run(task, send):
     from grading.mat_fixture import write_vgg19_mat
 
     rng = np.random.default_rng([task["seed"], 4])
-    size = CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH
+    settings = CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.CONV_PRECISION
     CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH = SIZE
+    CONFIG.CONV_PRECISION = "float32"  # graded runs are float32, whatever a notebook asks for
     with tempfile.TemporaryDirectory() as folder, tf.Graph().as_default(), \
             tf.Session() as sess:
         weights = write_vgg19_mat(os.path.join(folder, "hidden-vgg19.mat"),
@@ -95,7 +96,7 @@ def run(task, send):
         from PIL import Image
         with Image.open(os.path.join(folder, "final.jpg")) as saved:
             final_jpeg = np.asarray(saved.convert("RGB"))
-    CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH = size
+    CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.CONV_PRECISION = settings
     # i.png is saved after step i + 1; its neighbours are the pictures one step before and after
     steps = np.array([[pictures[i], pictures[i + 1], pictures[i + 2]] for i in REPORTED])
     send({"reference": {"costs": encode_array(costs), "pictures": encode_array(steps),

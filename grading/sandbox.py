@@ -56,9 +56,12 @@ KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_
 
 
 def clean_environment():
-    """What the zygote (and so every worker) gets of the grader's environment: nothing secret."""
+    """What the zygote (and so every worker) gets of the grader's environment: nothing secret;
+    no GPU (grading runs on the CPU, like the references, and CUDA never starts in the zygote,
+    which forks)."""
     kept = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
-    return {"PATH": os.defpath, "LANG": "C.UTF-8", **kept, "HOME": "/nonexistent"}
+    return {"PATH": os.defpath, "LANG": "C.UTF-8", **kept, "HOME": "/nonexistent",
+            "CUDA_VISIBLE_DEVICES": ""}
 
 
 # ----- the grader's side -----

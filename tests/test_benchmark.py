@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -27,27 +28,58 @@ def test_per_layer_shapes_at_300x400_are_the_distinct_convs_and_their_paths():
 
 
 @pytest.mark.slow
-def test_quick_benchmark_reports_both_loops_side_by_side(tmp_path):
+def test_quick_benchmark_reports_the_loops_side_by_side_and_the_accuracy_run(tmp_path):
     report = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_nst.py"), "--quick",
-                          "--iterations", "2", "--json", str(report)],
-                         capture_output=True, text=True, timeout=600)
+                          "--iterations", "2", "--json", str(report), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(report.read_text())
-    assert results["size"] == "200x150"
+    assert results["size"] == "200x150" and results["cpu"]
     for key in ("tf1_seconds_per_iteration", "tf2_peer_seconds_per_iteration",
-                "matmul_gflops_tensorflow", "matmul_gflops_numpy",
-                "tf1_peak_rss_mb", "peer_peak_rss_mb"):
+                "matmul_gflops_tensorflow", "matmul_gflops_numpy", "tf1_peak_rss_mb",
+                "peer_peak_rss_mb", "bfloat16_seconds_per_iteration",
+                "mixed_bfloat16_peer_seconds_per_iteration", "matmul_peak_bfloat16_gflops",
+                "bfloat16_peak_rss_mb", "mixed_peer_peak_rss_mb"):
         assert results[key] > 0, key
     assert results["ratio_tf1_to_peer"] == pytest.approx(
         results["tf1_seconds_per_iteration"] / results["tf2_peer_seconds_per_iteration"])
+    assert results["ratio_bfloat16_to_mixed_peer"] == pytest.approx(
+        results["bfloat16_seconds_per_iteration"]
+        / results["mixed_bfloat16_peer_seconds_per_iteration"])
+    assert results["matmul_peak_gflops"] == max(results["matmul_gflops_tensorflow"],
+                                                results["matmul_gflops_numpy"])
     assert "TF1 loop" in run.stdout and "TF2 peer" in run.stdout
+    assert "mixed_bfloat16 peer" in run.stdout
+    assert ("Every bfloat16 number below is emulated" in run.stdout) != results["native_bfloat16"]
     assert [row["layer"] for row in results["layers"]] == [
         "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "conv5_1"]
     for row in results["layers"]:
-        assert row["direct_ms"] > 0 and row["winograd_ms"] > 0, row["layer"]
+        assert row["direct_ms"] > 0 and row["winograd_ms"] > 0 and row["bfloat16_ms"] > 0
         assert row["max_rel_error_activation"] < 1e-5 and row["max_rel_error_gradient"] < 1e-5
+        # bfloat16: rounded (2^-9 relative per value), not more
+        assert 1e-4 < row["bfloat16_max_rel_error_activation"] < 1e-2
+        assert 1e-4 < row["bfloat16_max_rel_error_gradient"] < 1e-2
     assert "Winograd" in run.stdout
+
+    accuracy = results["accuracy"]
+    assert accuracy["iterations"] == 21 and [r["iteration"] for r in accuracy["reports"]] == [
+        0, 20]
+    for report_ in accuracy["reports"]:
+        for name in ("total", "content", "style"):
+            difference = abs(report_["bfloat16"][name] - report_["float32"][name])
+            assert report_["relative_difference"][name] == pytest.approx(
+                difference / report_["float32"][name])
+            assert 0 < report_["relative_difference"][name] < 0.05  # rounded, not broken
+    assert 20 < accuracy["psnr_db"] < 100
+    assert (tmp_path / "accuracy.png").exists() and accuracy["figure"] == str(
+        tmp_path / "accuracy.png")
+
+
+def test_psnr_of_pictures_one_grey_level_apart_everywhere():
+    a = np.zeros((4, 4, 3), np.uint8)
+    assert bench_nst.psnr(a, a + 1) == pytest.approx(20 * np.log10(255))
+    assert bench_nst.psnr(a, a) == float("inf")
 
 
 def test_benchmark_refuses_fewer_than_ten_timed_iterations_at_full_size():

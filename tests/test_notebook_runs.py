@@ -201,6 +201,47 @@ def test_parameters_set_both_runs_and_section_5s_pictures(tmp_path, notebook_pat
     print(f"parameterised run: {seconds:.0f} s")
 
 
+CONV_DTYPES = ('print("conv dtypes:", sorted({op.get_attr("T").name for op in '
+               'tf.get_default_graph().get_operations() if op.type == "Conv2D"}))')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("forced", [False, True], ids=["no native bfloat16", "forced"])
+def test_conv_precision_parameter_sets_both_sections(tmp_path, notebook_path, forced):
+    """-p conv_precision bfloat16 on a processor without bfloat16 units: the run says so once
+    and both sections run float32; with NST_FORCE_BFLOAT16=1 (as where the units are), both
+    sections' convs run in bfloat16. A cell after each section's run prints its convs' dtypes."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    cells = notebook.cells
+    section_4_run = next(i for i, c in enumerate(cells) if c.source.startswith("with record_costs"))
+    cells.insert(section_4_run + 1, nbformat.v4.new_code_cell(CONV_DTYPES))
+    cells.append(nbformat.v4.new_code_cell(CONV_DTYPES))
+    nbformat.write(notebook, tmp_path / "student.ipynb")
+    (tmp_path / "project").mkdir()
+    project = project_copy(tmp_path / "project", tmp_path / "student.ipynb")
+    environment = dict(os.environ)
+    environment.pop(nst_utils.FORCE_BFLOAT16, None)
+    if forced:
+        environment[nst_utils.FORCE_BFLOAT16] = "1"
+    elif nst_utils.BFLOAT16_CPU_FLAGS & nst_utils._cpu_flags():
+        pytest.skip("this processor has bfloat16 units")
+    finished = subprocess.run(
+        [sys.executable, "-m", "nst_utils", "run", "-p", "num_iterations", "1", "-p",
+         "my_iterations", "1", "-p", "conv_precision", "bfloat16"], cwd=project, env=environment,
+        capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    executed = executed_notebook(project)
+    text = printed_text(executed)
+    said = text.count("CONFIG.CONV_PRECISION is 'bfloat16', but this processor has no native "
+                      "bfloat16")
+    dtypes = re.findall(r"conv dtypes: (.*)", text)
+    if forced:
+        assert said == 0 and dtypes == ["['bfloat16']"] * 2
+    else:
+        assert said == 1 and dtypes == ["['float32']"] * 2
+    assert text.count("\u2713") == 4 and alarming_lines(stream_text(executed)) == []
+
+
 @pytest.mark.slow
 def test_after_section_5_section_4_keeps_its_output_folder_and_can_start_again(tmp_path,
                                                                               notebook_path):
@@ -232,7 +273,7 @@ def test_main_job_without_weights_names_the_failed_cell_and_the_download_command
     project = project_copy(tmp_path, notebook_path, with_weights=False)
     finished, notebook = run_main_job(project)
     assert finished.returncode == 1
-    model_cell = cell_number(notebook_path, "model = load_vgg_model(CONFIG.VGG_MODEL)")
+    model_cell = cell_number(notebook_path, "CONFIG.CONV_PRECISION = conv_precision")
     message = finished.stderr.splitlines()[-2:]
     assert message[0].startswith(f"The run failed: cell {model_cell} (section 2 - Transfer "
                                  f"learning: ")
@@ -295,7 +336,8 @@ def test_run_outside_the_project_folder_says_where_to_run_it(tmp_path, monkeypat
     ("my_iterations", "many", "-p my_iterations needs a whole number of at least 1, not 'many'."),
     ("num_iteration", "20", "-p num_iteration: the notebook has no such parameter; its "
                             "parameters are num_iterations, my_content_path, my_style_path, "
-                            "my_iterations.")])
+                            "my_iterations, conv_precision."),
+    ("conv_precision", "float16", "-p conv_precision is float32 or bfloat16, not 'float16'.")])
 def test_run_refuses_a_bad_parameter_before_starting(tmp_path, monkeypatch, capsys,
                                                      notebook_path, name, value, message):
     shutil.copy(notebook_path, tmp_path / "nst_assignment.ipynb")
@@ -308,6 +350,6 @@ def test_run_refuses_a_bad_parameter_before_starting(tmp_path, monkeypatch, caps
 def test_parameter_values_take_the_type_of_the_notebooks_defaults(notebook_path):
     assert nst_utils.notebook_parameters(notebook_path, [
         ("num_iterations", "20"), ("my_content_path", "2024.jpg"), ("my_style_path", "1000"),
-        ("my_iterations", "7")]) == {
+        ("my_iterations", "7"), ("conv_precision", "bfloat16")]) == {
         "num_iterations": 20, "my_content_path": "2024.jpg", "my_style_path": "1000",
-        "my_iterations": 7}
+        "my_iterations": 7, "conv_precision": "bfloat16"}
