@@ -4,12 +4,14 @@ side in one run (our notebook: interleaved, so the machine's load falls on both 
 one after the other).
 
     python benchmarks/bench_grading.py --baseline d761ba9 --json grading.json
+    python benchmarks/bench_grading.py --baseline f80e8d1 --one-cpu   # all of it on one CPU
 
 The baseline is exported with `git archive` into a temporary folder. Its class grader is found
 where it lived then (tools/grade_all.py) or where it lives now (python -m grading grade-all).
 """
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,9 +37,12 @@ def export(revision, folder):
     return folder
 
 
+PINNED = []  # ["taskset", "-c", "0"] with --one-cpu: every process of a grading on the first CPU
+
+
 def timed(command, cwd):
     started = time.perf_counter()
-    finished = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    finished = subprocess.run([*PINNED, *command], cwd=cwd, capture_output=True, text=True)
     return time.perf_counter() - started, finished
 
 
@@ -79,7 +84,12 @@ def main(argv=None):
     parser.add_argument("--baseline", default="d761ba9", help="git revision to compare with")
     parser.add_argument("--repeats", type=int, default=3, help="gradings of our notebook each")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--notebook-only", action="store_true", help="leave out the class")
+    parser.add_argument("--one-cpu", action="store_true",
+                        help="run every grading on the first CPU only (taskset -c 0)")
     args = parser.parse_args(argv)
+    if args.one_cpu:
+        PINNED[:] = ["taskset", "-c", "0"]
 
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:
         scratch = Path(scratch)
@@ -89,18 +99,20 @@ def main(argv=None):
         for _ in range(args.repeats):
             for name, project in projects.items():
                 one[name].append(grade_one(project))
-        submissions = scratch / "class"
-        submissions.mkdir()
-        count = write_class(submissions)
-        whole = {name: grade_class(project, submissions, scratch / f"{name}.csv")
-                 for name, project in projects.items()}
-    results = {name: {"notebook_seconds_median": statistics.median(one[name]),
-                      "notebook_seconds": [round(s, 1) for s in one[name]],
-                      "class_seconds": round(whole[name], 1),
-                      "submissions_per_minute": round(60 * count / whole[name], 2)}
-               for name in projects}
+        results = {name: {"notebook_seconds_median": statistics.median(one[name]),
+                          "notebook_seconds": [round(s, 1) for s in one[name]]}
+                   for name in projects}
+        if not args.notebook_only:
+            submissions = scratch / "class"
+            submissions.mkdir()
+            results["class_size"] = count = write_class(submissions)
+            for name, project in projects.items():
+                seconds = grade_class(project, submissions, scratch / f"{name}.csv")
+                results[name].update(class_seconds=round(seconds, 1),
+                                     submissions_per_minute=round(60 * count / seconds, 2))
     results["baseline"]["revision"] = args.baseline
-    results["class_size"] = count
+    results["cpus"] = "one (taskset -c 0)" if args.one_cpu else os.cpu_count()
+    results["load_average_after"] = os.getloadavg()
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
