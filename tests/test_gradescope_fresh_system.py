@@ -43,6 +43,10 @@ CA_BUNDLE = "/etc/ssl/host-ca-bundle.crt"  # where the fresh system keeps this m
 WRONG_GRAM_MATRIX = cell("gram_matrix", """
 def gram_matrix(A):
     return tf.matmul(tf.transpose(A), A)""")  # A^T A: the wrong product
+CONTENT_COST_BY_KERAS = cell("compute_content_cost", """
+def compute_content_cost(a_C, a_G):
+    m, n_H, n_W, n_C = a_G.get_shape().as_list()
+    return tf.keras.backend.sum(tf.square(a_C - a_G)) / (4 * n_H * n_W * n_C)""")
 REPORT = {}
 
 
@@ -344,8 +348,11 @@ def test_the_release_gets_zero_with_a_reason_per_function(fresh_system, tmp_path
 
 
 def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsys):
+    """Also: its compute_content_cost, written with tf.keras, gets its points (the sandbox
+    imports TensorFlow without Keras, which loads in the worker that uses it)."""
     notebook = with_graded_cell_replaced("gram_matrix", WRONG_GRAM_MATRIX,
                                          tmp_path / "student.ipynb")
+    with_graded_cell_replaced("compute_content_cost", CONTENT_COST_BY_KERAS, notebook, notebook)
     results, seconds, memory = autograde(fresh_system,
                                          {"nst_assignment.ipynb": notebook.read_bytes()})
     report(capsys, "a wrong gram_matrix", results, seconds, memory)

@@ -8,7 +8,7 @@ import numpy as np
 import psutil
 import pytest
 
-from grading.sandbox import Sandbox
+from grading.sandbox import PYTHON_READABLE, Sandbox
 from grading.wire import WireError, decode_array, encode_array
 
 TIME_LIMIT = 5
@@ -51,6 +51,21 @@ def test_a_well_behaved_worker_reports_its_stages_and_exits(sandbox):
     records, ending, _ = run_cell(sandbox, "x = 1")
     assert stages(records) == ["cell", "loaded", "done"]
     assert ending["how"] == "exit" and ending["status"] == 0
+
+
+def test_a_cell_that_uses_tf_keras_loads_it_though_the_zygote_left_keras_out(sandbox):
+    """The zygote imports TensorFlow without Keras (it needs none); a student's cell may still
+    use tf.keras, which then loads in its worker. Where the workers cannot read Python's own
+    files (pyenv under /root, graded as root), the import fails, and every run says so."""
+    body = """with tf.Graph().as_default(), tf.Session() as sess:
+    assert sess.run(tf.keras.backend.sum(tf.constant([1.0, 2.0]))) == 3.0"""
+    records, ending, _ = run_cell(sandbox, body)
+    if sandbox.protections[PYTHON_READABLE]:
+        assert stages(records) == ["cell", "loaded", "done"], records
+        assert ending["how"] == "exit" and ending["status"] == 0
+    else:
+        assert "Keras cannot be imported" in records[-1].text, records
+        assert f"not in force here: {PYTHON_READABLE}" in sandbox.protections_line()
 
 
 def test_worker_cannot_write_outside_its_scratch_folder(sandbox):
