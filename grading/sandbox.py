@@ -239,7 +239,8 @@ def zygote_main(fd):
     worker.warm_up()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     PROTECTIONS.update(limits.available(), landlock=landlock_abi() > 0)
-    PROTECTIONS[PYTHON_READABLE] = os.geteuid() != 0 or _readable_by_others(os.__file__)
+    PROTECTIONS[PYTHON_READABLE] = os.geteuid() != 0 or all(  # the standard library, packages
+        _readable_by_others(sys.modules[name].__file__) for name in ("os", "numpy"))
     channel.send(b"ready " + json.dumps(PROTECTIONS).encode())
     children = set()
     while True:

@@ -1,6 +1,7 @@
 """grading/sandbox.py, the trust boundary: what a worker can send back, where it can write, what
 it leaves running, and the limits the grader holds it to. Each task runs one cell, no calls."""
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import psutil
 import pytest
 
-from grading.sandbox import PYTHON_READABLE, Sandbox
+from grading.sandbox import PYTHON_READABLE, Sandbox, _readable_by_others
 from grading.wire import WireError, decode_array, encode_array
 
 TIME_LIMIT = 5
@@ -66,6 +67,26 @@ def test_a_cell_that_uses_tf_keras_loads_it_though_the_zygote_left_keras_out(san
     else:
         assert "Keras cannot be imported" in records[-1].text, records
         assert f"not in force here: {PYTHON_READABLE}" in sandbox.protections_line()
+
+
+def test_python_counts_as_readable_only_if_other_users_can_reach_and_read_it():
+    top = Path(tempfile.mkdtemp())  # in /tmp, which every user may enter (pytest's is 0700)
+    try:
+        folder = top / "lib" / "python3"
+        folder.mkdir(parents=True)
+        module = folder / "os.py"
+        module.write_text("")
+        for path in (top, top / "lib", folder):
+            path.chmod(0o755)
+        module.chmod(0o644)
+        assert _readable_by_others(module)
+        (top / "lib").chmod(0o700)  # as /root is
+        assert not _readable_by_others(module)
+        (top / "lib").chmod(0o755)
+        module.chmod(0o600)
+        assert not _readable_by_others(module)
+    finally:
+        shutil.rmtree(top)
 
 
 def test_worker_cannot_write_outside_its_scratch_folder(sandbox):
