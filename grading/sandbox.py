@@ -206,6 +206,7 @@ def _write_and_close(fd, data):
 
 # ----- the zygote -----
 
+MADV_PAGEOUT = 21  # Linux 5.4+
 PROTECTIONS = {}  # in the zygote and its children: which kernel mechanisms work here
 # Not a protection, but said with them: where Python lives in a folder other users cannot enter
 # (pyenv under /root), a worker with a uid of its own can import only what the zygote imported.
@@ -224,6 +225,23 @@ def _readable_by_others(path):
     return True
 
 
+def _page_out_libraries():
+    """Ask the kernel to reclaim this process's resident pages of the shared libraries' read-only
+    mappings: TensorFlow's start touched most of them once, and workers fault back in only the
+    ones they use. About 130 MiB less memory per grading; a hint, which kernels before 5.4
+    ignore."""
+    if not sys.platform.startswith("linux"):
+        return
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) == 6 and ".so" in fields[5] and "w" not in fields[1]:
+                start, end = (int(address, 16) for address in fields[0].split("-"))
+                madvise(start, end - start, MADV_PAGEOUT)
+
+
 def zygote_main(fd):
     """Import what workers need once, then fork a child for each request until the grader
     closes the socket; then end every descendant."""
@@ -237,6 +255,7 @@ def zygote_main(fd):
     finally:
         del sys.modules["keras"]
     worker.warm_up()
+    _page_out_libraries()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     PROTECTIONS.update(limits.available(), landlock=landlock_abi() > 0)
     PROTECTIONS[PYTHON_READABLE] = os.geteuid() != 0 or all(  # the standard library, packages
