@@ -17,7 +17,6 @@ machine's load falls on all alike. Needs root and cgroup v1 (this machine's).
 """
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from bench_grading import report  # noqa: E402
 from grading import limits  # noqa: E402
 from submissions import cell, project_copy, with_graded_cell_replaced  # noqa: E402
 from test_grading_resources import SPINNER  # noqa: E402
@@ -118,10 +118,7 @@ def main(argv=None):
                 "classmates_seconds_beside_idle": idle, "classmates_seconds_beside_spinner": busy,
                 "slowdown_of_medians": round(statistics.median(busy) / statistics.median(idle),
                                              2)}
-    results["load_average_after"] = os.getloadavg()
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

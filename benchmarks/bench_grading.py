@@ -79,6 +79,15 @@ def write_class(folder):
     return len(list(folder.glob("*.ipynb")))
 
 
+def report(results, path=None):
+    """Print `results`, with the load average at the end, as JSON; also write them to `path`."""
+    results["load_average_after"] = os.getloadavg()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="d761ba9", help="git revision to compare with")
@@ -112,10 +121,7 @@ def main(argv=None):
                                      submissions_per_minute=round(60 * count / seconds, 2))
     results["baseline"]["revision"] = args.baseline
     results["cpus"] = "one (taskset -c 0)" if args.one_cpu else os.cpu_count()
-    results["load_average_after"] = os.getloadavg()
-    print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":
