@@ -51,6 +51,7 @@ WORKER_UID_BASE = 1_500_000_000  # + the supervisor's pid: a uid of its own for 
 FALLBACK_UID = 65534  # "nobody", where such uids cannot be used (some containers)
 MAX_FILE_BYTES = 256 << 20  # the largest file a worker may write
 POLL_SECONDS = 0.05
+OOM_SCORE_ADJ = 1000  # a worker's: the kernel's out-of-memory killer picks it before all else
 GRADER_ERROR = 70  # a worker's exit status when our own code in it failed
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                     "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -530,6 +531,10 @@ def confine(scratch, uid, task_fd, result_fd, memory_limit, cgroup=None):
             resource.setrlimit(limit, (value, value))
         except (ValueError, OSError):  # not enforced on this OS (macOS: RLIMIT_AS)
             pass
+    try:  # where memory runs out (a container's limit), the kernel kills the worker first
+        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+    except OSError:  # not Linux
+        pass
     ruleset = landlock_ruleset(scratch)  # opens the paths it allows while we still can
     if uid is not None:
         os.setgroups([])

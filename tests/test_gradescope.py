@@ -216,7 +216,9 @@ def test_too_little_memory_says_which_setting_to_raise(tmp_path, mib):
 
 def test_enough_memory_or_no_limit_grades():
     assert gradescope.memory_too_small(None) is None
-    assert gradescope.memory_too_small(768) is None  # Gradescope's default container
+    # Gradescope's default container, "0.75GB" or "768MB", in any reading of the units
+    for default_mib in (750e6 / 2 ** 20, 768e6 / 2 ** 20, 768):
+        assert gradescope.memory_too_small(default_mib) is None, default_mib
     assert gradescope.GRADING_NEEDS_MIB <= 1536 and gradescope.memory_too_small(
         gradescope.GRADING_NEEDS_MIB - 1)
 

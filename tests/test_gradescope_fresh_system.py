@@ -2,10 +2,11 @@
 file system made by debootstrap, the zip unpacked into /autograder/source, setup.sh run there as
 root with no terminal and an empty environment, then run_autograder for three submissions (our
 notebook, the students' release, a wrong gram_matrix), each results.json checked against
-Gradescope's fields; then our notebook in a memory cgroup of Gradescope's default 768 MB, where
-it must be graded in full, and in one of 512 MB, where results.json must say which setting to
-raise instead of grading being killed. It reports the setup's time and grading's peak memory
-(the sum of PSS over the grading process tree, file-backed pages included).
+Gradescope's fields; then our notebook in a memory cgroup of Gradescope's default ("0.75GB",
+read as 750,000,000 bytes), where it must be graded in full, and in one of 512 MB, where
+results.json must say which setting to raise instead of grading being killed. It reports the
+setup's time and grading's peak memory (the sum of PSS over the grading process tree, file-backed
+pages included), which must stay below what run_autograder asks of a container.
 
 It drives the bundle only through its public commands (`python -m grading gradescope|release`,
 setup.sh, run_autograder, results.json). Needs root (debootstrap, chroot, mount) and debootstrap
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from grading.gradescope import GRADING_NEEDS_MIB
 from grading.notebook import GRADED_FUNCTIONS
 from process_memory import TreeMemory
 from submissions import cell, with_graded_cell_replaced
@@ -314,6 +316,8 @@ def autograde(fresh_system, submitted, cgroup=None):
                                          cgroup=cgroup)
     results_file = system.path("/autograder/results/results.json")
     assert status == 0 and results_file.exists(), f"run_autograder: {status}\n{log.read_text()}"
+    assert memory.peak_mib <= GRADING_NEEDS_MIB, \
+        f"grading peaked at {memory}, above GRADING_NEEDS_MIB ({GRADING_NEEDS_MIB} MiB)"
     return valid(json.loads(results_file.read_text())), seconds, memory
 
 
@@ -361,13 +365,14 @@ def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsy
         {name: 0 if name == "gram_matrix" else 20 for name in GRADED_FUNCTIONS})
 
 
-def test_our_notebook_is_graded_within_gradescopes_default_768_mb(fresh_system, capsys):
-    """In a cgroup of Gradescope's default 768 MB, mounted inside as a container's is, our
-    notebook is graded in full: nothing is killed for want of memory."""
-    with MemoryCgroup(768 << 20) as cgroup:
+def test_our_notebook_is_graded_within_gradescopes_default_memory(fresh_system, capsys):
+    """In a cgroup of Gradescope's default memory, "0.75GB" read as the least it may mean
+    (750,000,000 bytes, 715 MiB), mounted inside as a container's is, our notebook is graded in
+    full: nothing is killed for want of memory."""
+    with MemoryCgroup(750_000_000) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
-    report(capsys, "our notebook in 768 MB", results, seconds, memory)
+    report(capsys, "our notebook in 750 MB", results, seconds, memory)
     assert results["score"] == pytest.approx(100), results["output"]
 
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from grading.sandbox import PYTHON_READABLE, Sandbox, _readable_by_others
+from grading.sandbox import OOM_SCORE_ADJ, PYTHON_READABLE, Sandbox, _readable_by_others
 from grading.wire import WireError, decode_array, encode_array
 
 TIME_LIMIT = 5
@@ -26,13 +26,13 @@ def sandbox():
 
 def run_cell(sandbox, body, name="cell"):
     """Run `body` as the total_cost cell in a fresh worker; (records, ending, the folder of the
-    files it left that a test reads: planted_here.txt, daemon.pid, uid)."""
+    files it left that a test reads: planted_here.txt, daemon.pid, uid, oom_score_adj)."""
     scratch = sandbox.scratch(name)
     source = f"# GRADED FUNCTION: total_cost\n{body}\ndef total_cost(J_content, J_style, " \
              f"alpha = 10, beta = 40):\n    return 0\n"
     records, ending = sandbox.run({"function": "total_cost", "source": source, "helpers": "",
                                    "calls": [], "memory_limit_mb": 2000}, scratch, TIME_LIMIT,
-                                  keep=["planted_here.txt", "daemon.pid", "uid"])
+                                  keep=["planted_here.txt", "daemon.pid", "uid", "oom_score_adj"])
     return records, ending, scratch / "kept"
 
 
@@ -203,6 +203,21 @@ hoard = b"x" * (1200 * 2**20)  # 1.2 GB in each of two processes: more than 2000
 time.sleep(30)"""
     _, ending, _ = run_cell(sandbox, body)
     assert ending["how"] == "memory"
+
+
+def test_a_worker_is_what_the_kernel_kills_first_when_memory_runs_out(sandbox):
+    """Where the memory cgroups are out of reach (a container), a container's limit can still be
+    met: the kernel's out-of-memory killer must then take the worker, not the grader."""
+    body = """
+try:  # as another uid the worker cannot take it back
+    open('/proc/self/oom_score_adj', 'w').write('0')
+except OSError:
+    pass
+open('oom_score_adj', 'w').write(open('/proc/self/oom_score_adj').read())"""
+    _, _, scratch = run_cell(sandbox, body)
+    kept = int((scratch / "oom_score_adj").read_text())
+    assert kept == OOM_SCORE_ADJ == 1000 if os.geteuid() == 0 else kept in (0, OOM_SCORE_ADJ)
+    assert int(Path("/proc/self/oom_score_adj").read_text()) < OOM_SCORE_ADJ
 
 
 def test_each_worker_runs_as_a_user_of_its_own_when_the_grader_is_root(sandbox):
