@@ -17,7 +17,7 @@ import numpy as np
 from grading.wire import encode_array
 from nst_utils import CONFIG, deprocess_image, load_vgg_model, save_image, tf
 
-SIZE = (60, 80)  # height, width of model_nn's hidden images (small: fast to grade)
+SIZE = (40, 56)  # height, width of model_nn's hidden images (small: fast to grade; VGG-19 needs 32)
 ITERATIONS = 200
 REPORTED = list(range(0, ITERATIONS, 20))
 STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
@@ -82,23 +82,23 @@ def run(task, send):
 
         sess.run(tf.global_variables_initializer())
         sess.run(model["input"].assign(start))
-        pictures = [deprocess_image(start)]  # pictures[k]: after k steps
-        costs = []
+        # images[k]: after k steps, kept for the steps the checks look at
+        wanted = {k for i in REPORTED for k in (i, i + 1, i + 2)} | {3, ITERATIONS}
+        images, costs = {0: start}, []
         for i in range(ITERATIONS):
             sess.run(train_step)
-            image = sess.run(model["input"])
-            pictures.append(deprocess_image(image))
-            if i == 2:
-                after_3 = image
-            if i % 20 == 0:
+            if i + 1 in wanted:
+                images[i + 1] = sess.run(model["input"])
+            if i in REPORTED:
                 costs.append(sess.run([J, J_content, J_style]))
+        after_3, image = images[3], images[ITERATIONS]
         save_image(os.path.join(folder, "final.jpg"), image)  # as model_nn saves it: JPEG's loss
         from PIL import Image
         with Image.open(os.path.join(folder, "final.jpg")) as saved:
             final_jpeg = np.asarray(saved.convert("RGB"))
     CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.CONV_PRECISION = settings
     # i.png is saved after step i + 1; its neighbours are the pictures one step before and after
-    steps = np.array([[pictures[i], pictures[i + 1], pictures[i + 2]] for i in REPORTED])
+    steps = np.array([[deprocess_image(images[k]) for k in (i, i + 1, i + 2)] for i in REPORTED])
     send({"reference": {"costs": encode_array(costs), "pictures": encode_array(steps),
                         "final_jpeg": encode_array(final_jpeg), "after_3": encode_array(after_3),
                         "final": encode_array(image)}})
