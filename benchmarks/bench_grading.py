@@ -5,11 +5,13 @@ one after the other).
 
     python benchmarks/bench_grading.py --baseline d761ba9 --json grading.json
     python benchmarks/bench_grading.py --baseline f80e8d1 --one-cpu   # all of it on one CPU
+    python benchmarks/bench_grading.py --baseline HEAD --half-cpu     # in half a CPU (root)
 
 The baseline is exported with `git archive` into a temporary folder. Its class grader is found
 where it lived then (tools/grade_all.py) or where it lives now (python -m grading grade-all).
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -38,11 +40,37 @@ def export(revision, folder):
 
 
 PINNED = []  # ["taskset", "-c", "0"] with --one-cpu: every process of a grading on the first CPU
+QUOTA_GROUP = []  # with --half-cpu: the cgroup.procs file of a cpu cgroup limited to half a CPU
+
+
+@contextlib.contextmanager
+def half_cpu_group():
+    """A cpu cgroup below ours with a quota of half a CPU, as Gradescope's default container
+    (0.5 CPU); its cgroup.procs file. Needs root."""
+    from grading import limits
+
+    group = limits._own_group("" if (limits.CGROUPS / "cgroup.controllers").exists() else "cpu")
+    group = group / f"bench-half-cpu-{os.getpid()}"
+    group.mkdir()
+    try:
+        if (group / "cpu.max").exists():  # cgroup v2
+            (group / "cpu.max").write_text("50000 100000")
+        else:
+            (group / "cpu.cfs_period_us").write_text("100000")
+            (group / "cpu.cfs_quota_us").write_text("50000")
+        yield group / "cgroup.procs"
+    finally:
+        group.rmdir()
+
+
+def _join_quota_group():
+    Path(QUOTA_GROUP[0]).write_text(f"{os.getpid()}\n")
 
 
 def timed(command, cwd):
     started = time.perf_counter()
-    finished = subprocess.run([*PINNED, *command], cwd=cwd, capture_output=True, text=True)
+    finished = subprocess.run([*PINNED, *command], cwd=cwd, capture_output=True, text=True,
+                              preexec_fn=_join_quota_group if QUOTA_GROUP else None)
     return time.perf_counter() - started, finished
 
 
@@ -96,11 +124,15 @@ def main(argv=None):
     parser.add_argument("--notebook-only", action="store_true", help="leave out the class")
     parser.add_argument("--one-cpu", action="store_true",
                         help="run every grading on the first CPU only (taskset -c 0)")
+    parser.add_argument("--half-cpu", action="store_true",
+                        help="run every grading in a cgroup of half a CPU (Gradescope's default)")
     args = parser.parse_args(argv)
     if args.one_cpu:
         PINNED[:] = ["taskset", "-c", "0"]
 
-    with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch, \
+            (half_cpu_group() if args.half_cpu else contextlib.nullcontext()) as group:
+        QUOTA_GROUP[:] = [group] if group else []
         scratch = Path(scratch)
         (scratch / "baseline").mkdir()
         projects = {"baseline": export(args.baseline, scratch / "baseline"), "current": ROOT}
@@ -120,7 +152,8 @@ def main(argv=None):
                 results[name].update(class_seconds=round(seconds, 1),
                                      submissions_per_minute=round(60 * count / seconds, 2))
     results["baseline"]["revision"] = args.baseline
-    results["cpus"] = "one (taskset -c 0)" if args.one_cpu else os.cpu_count()
+    results["cpus"] = ("half of one (a cpu cgroup's quota)" if args.half_cpu
+                       else "one (taskset -c 0)" if args.one_cpu else os.cpu_count())
     report(results, args.json)
 
 
