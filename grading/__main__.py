@@ -52,7 +52,7 @@ def main(argv=None):
     bundle.add_argument("--points", type=points, default=None,
                         help="points per function (default: equal shares of 100)")
     bundle.add_argument("--seconds", type=float, default=None,
-                        help="seconds one submission's grading may take in all (default 600)")
+                        help="seconds one submission's grading may take in all (default 480)")
     bundle.add_argument("--time-limit", type=float, default=None,
                         help="seconds one graded cell or call may take (default 60)")
     args = parser.parse_args(argv)

@@ -20,12 +20,14 @@ from grading.notebook import GRADED_FUNCTIONS, find_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
+# seconds: one submission's grading in all, the sandbox's start included; a submission whose
+# functions hang gets its result within Gradescope's default timeout (10 minutes).
 # memory_limit_mb, what one graded function's worker may use (its process tree's resident
 # memory, about 310 MB of it for a correct model_nn, some 120 MB of that shared with the
 # sandbox): with the grader and the sandbox, grading stays under GRADING_NEEDS_MIB, and a function
 # that eats memory is stopped with a message instead of the container being killed.
 DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS},
-            "seconds": 600, "time_limit": 60, "memory_limit_mb": 448}
+            "seconds": 480, "time_limit": 60, "memory_limit_mb": 448}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
 # How Gradescope shows our messages: "text" shows them as written (Gradescope's default for the
