@@ -2,8 +2,8 @@
 file system made by debootstrap, the zip unpacked into /autograder/source, setup.sh run there as
 root with no terminal and an empty environment, then run_autograder for three submissions (our
 notebook, the students' release, a wrong gram_matrix), each results.json checked against
-Gradescope's fields; then our notebook in a memory cgroup of Gradescope's default ("0.75GB",
-read as 750,000,000 bytes), where it must be graded in full, and in one of 512 MB, where
+Gradescope's fields; then our notebook in cgroups of Gradescope's default container (half a
+CPU, "0.75GB" read as 750,000,000 bytes), where it must be graded in full, and in 512 MB, where
 results.json must say which setting to raise instead of grading being killed. It reports the
 setup's time and grading's peak memory (the sum of PSS over the grading process tree, file-backed
 pages included), which must stay below what run_autograder asks of a container.
@@ -194,13 +194,13 @@ class FreshSystem:
 
     def run(self, command, log, timeout, cgroup=None):
         """`command` (a shell line) as root inside, in an empty environment (PATH only), no
-        terminal, in `cgroup` if given (a MemoryCgroup, mounted inside as a container's is):
+        terminal, in `cgroup` if given (a ContainerCgroup):
         (exit status, seconds, TreeMemory of its process tree)."""
         root = shlex.quote(str(self.root))
         mounts = [f"mount -t proc proc {root}/proc", f"mount -t sysfs sysfs {root}/sys",
                   f"mount --rbind /dev {root}/dev"]
         if cgroup is not None:
-            mounts = [f"echo $$ > {shlex.quote(str(cgroup.procs))}", *mounts,
+            mounts = [*(f"echo $$ > {shlex.quote(str(procs))}" for procs in cgroup.procs), *mounts,
                       *(line.format(root=root) for line in cgroup.mounts)]
         for folder in self.binds:
             inside = shlex.quote(str(self.path(folder)))
@@ -237,39 +237,51 @@ class FreshSystem:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class MemoryCgroup:
-    """A memory cgroup of `limit` bytes below our own (cgroup v1 or v2), as a container's."""
+class ContainerCgroup:
+    """Cgroups below our own (v1 or v2) with a container's limits: `memory` bytes, and with
+    `cpus` that share of one CPU (CFS quota). The memory hierarchy is mounted inside as a
+    container's is, so that run_autograder can read its limit."""
 
-    def __init__(self, limit):
+    def __init__(self, memory, cpus=None):
         membership = Path("/proc/self/cgroup").read_text().splitlines()
-        v1 = [line.split(":", 2)[2] for line in membership
-              if "memory" in line.split(":", 2)[1].split(",")]
-        if v1:
-            top = Path("/sys/fs/cgroup/memory")
-            limit_file = "memory.limit_in_bytes"
-            self.mounts = ["mount -t tmpfs cgroups {root}/sys/fs/cgroup",
-                           "mkdir {root}/sys/fs/cgroup/memory",
-                           "mount -t cgroup -o memory memory {root}/sys/fs/cgroup/memory"]
-            own = v1[0]
-        else:
-            top, limit_file = Path("/sys/fs/cgroup"), "memory.max"
-            self.mounts = ["mount -t cgroup2 cgroup2 {root}/sys/fs/cgroup"]
-            own = next(line.split(":", 2)[2] for line in membership if line.startswith("0::"))
-        parent = top / own.strip("/")
-        self.folder = (parent if parent.is_dir() else top) / f"nst-fresh-system-{os.getpid()}"
-        self.folder.mkdir()
-        self.procs = self.folder / "cgroup.procs"
+        v1 = {controller: line.split(":", 2)[2] for line in membership
+              for controller in line.split(":", 2)[1].split(",")}
+        self.folders = []
         try:
-            (self.folder / limit_file).write_text(str(limit))
+            if "memory" in v1:
+                self.mounts = ["mount -t tmpfs cgroups {root}/sys/fs/cgroup",
+                               "mkdir {root}/sys/fs/cgroup/memory",
+                               "mount -t cgroup -o memory memory {root}/sys/fs/cgroup/memory"]
+                self._limit("memory", v1["memory"], {"memory.limit_in_bytes": memory})
+                if cpus is not None:
+                    self._limit("cpu", v1["cpu"], {"cpu.cfs_period_us": 100_000,
+                                                   "cpu.cfs_quota_us": int(cpus * 100_000)})
+            else:
+                self.mounts = ["mount -t cgroup2 cgroup2 {root}/sys/fs/cgroup"]
+                limits = {"memory.max": memory}
+                if cpus is not None:
+                    limits["cpu.max"] = f"{int(cpus * 100_000)} 100000"
+                self._limit("", v1[""], limits)
         except OSError as error:
-            self.folder.rmdir()
-            pytest.skip(f"cannot limit a cgroup's memory here ({error})")
+            self.__exit__()
+            pytest.skip(f"cannot limit a cgroup's memory or CPU here ({error})")
+        self.procs = [folder / "cgroup.procs" for folder in self.folders]
+
+    def _limit(self, controller, own, values):
+        top = Path("/sys/fs/cgroup") / controller
+        parent = top / own.strip("/")
+        folder = (parent if parent.is_dir() else top) / f"nst-fresh-system-{os.getpid()}"
+        folder.mkdir()
+        self.folders.append(folder)
+        for name, value in values.items():
+            (folder / name).write_text(str(value))
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exception):
-        self.folder.rmdir()
+        for folder in self.folders:
+            folder.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -365,21 +377,21 @@ def test_a_wrong_gram_matrix_loses_only_its_points(fresh_system, tmp_path, capsy
         {name: 0 if name == "gram_matrix" else 20 for name in GRADED_FUNCTIONS})
 
 
-def test_our_notebook_is_graded_within_gradescopes_default_memory(fresh_system, capsys):
-    """In a cgroup of Gradescope's default memory, "0.75GB" read as the least it may mean
-    (750,000,000 bytes, 715 MiB), mounted inside as a container's is, our notebook is graded in
-    full: nothing is killed for want of memory."""
-    with MemoryCgroup(750_000_000) as cgroup:
+def test_our_notebook_is_graded_in_full_in_gradescopes_default_container(fresh_system, capsys):
+    """In cgroups of Gradescope's default container, half a CPU and "0.75GB" read as the least
+    it may mean (750,000,000 bytes, 715 MiB), our notebook is graded in full: nothing is killed
+    for want of memory, no function runs out of time."""
+    with ContainerCgroup(750_000_000, cpus=0.5) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
-    report(capsys, "our notebook in 750 MB", results, seconds, memory)
+    report(capsys, "our notebook in 0.5 CPU and 750 MB", results, seconds, memory)
     assert results["score"] == pytest.approx(100), results["output"]
 
 
 def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
     """In a 512 MB cgroup, grading does not start (it would be killed): results.json tells the
     instructor what to choose."""
-    with MemoryCgroup(512 << 20) as cgroup:
+    with ContainerCgroup(512 << 20) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 512 MB", results, seconds, memory)
