@@ -34,7 +34,7 @@ from conftest import ROOT
 from grading.gradescope import GRADING_NEEDS_MIB
 from grading.notebook import GRADED_FUNCTIONS
 from process_memory import TreeMemory
-from submissions import cell, with_graded_cell_replaced
+from submissions import BROKEN, cell, with_graded_cell_replaced
 from test_gradescope import scores, valid
 
 pytestmark = pytest.mark.slow
@@ -328,6 +328,8 @@ def autograde(fresh_system, submitted, cgroup=None):
                                          cgroup=cgroup)
     results_file = system.path("/autograder/results/results.json")
     assert status == 0 and results_file.exists(), f"run_autograder: {status}\n{log.read_text()}"
+    REPORT["protections"] = next((line for line in log.read_text().splitlines()
+                                  if line.startswith("sandbox protections")), "")
     assert memory.peak_mib <= GRADING_NEEDS_MIB, \
         f"grading peaked at {memory}, above GRADING_NEEDS_MIB ({GRADING_NEEDS_MIB} MiB)"
     return valid(json.loads(results_file.read_text())), seconds, memory
@@ -339,7 +341,8 @@ def report(capsys, what, results, seconds, memory):
     with capsys.disabled():
         print(f"\nfresh Debian 12: debootstrap {REPORT['debootstrap']:.0f} s, setup.sh "
               f"{REPORT['setup']:.0f} s; {what}: score {results['score']:g}, run_autograder "
-              f"{seconds:.1f} s (execution_time {results['execution_time']} s), {memory}")
+              f"{seconds:.1f} s (execution_time {results['execution_time']} s), {memory}; "
+              f"{REPORT['protections'] or 'no sandbox started'}")
 
 
 def test_our_notebook_gets_full_marks(fresh_system, capsys):
@@ -386,6 +389,23 @@ def test_our_notebook_is_graded_in_full_in_gradescopes_default_container(fresh_s
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 0.5 CPU and 750 MB", results, seconds, memory)
     assert results["score"] == pytest.approx(100), results["output"]
+
+
+def test_a_function_that_eats_memory_in_the_default_container_costs_only_its_points(
+        fresh_system, tmp_path, capsys):
+    """The same container, and a gram_matrix that allocates until it is stopped: the worker's
+    limits stop it (not the container's), and the other functions get their points."""
+    notebook = with_graded_cell_replaced("gram_matrix", BROKEN["eats_memory"][1],
+                                         tmp_path / "student.ipynb")
+    with ContainerCgroup(750_000_000, cpus=0.5) as cgroup:
+        results, seconds, memory = autograde(fresh_system,
+                                             {"nst_assignment.ipynb": notebook.read_bytes()},
+                                             cgroup)
+    report(capsys, "gram_matrix eating memory, in 0.5 CPU and 750 MB", results, seconds, memory)
+    assert scores(results) == pytest.approx(
+        {name: 0 if name == "gram_matrix" else 20 for name in GRADED_FUNCTIONS}), results
+    gram_matrix = next(test for test in results["tests"] if test["name"] == "gram_matrix")
+    assert "used more than the 448 MB of memory" in gram_matrix["output"], gram_matrix
 
 
 def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
