@@ -2,9 +2,10 @@
 file system made by debootstrap, the zip unpacked into /autograder/source, setup.sh run there as
 root with no terminal and an empty environment, then run_autograder for three submissions (our
 notebook, the students' release, a wrong gram_matrix), each results.json checked against
-Gradescope's fields; then our notebook in cgroups of Gradescope's default container (half a
-CPU, "0.75GB" read as 750,000,000 bytes), where it must be graded in full, and in 512 MB, where
-results.json must say which setting to raise instead of grading being killed. It reports the
+Gradescope's fields. Then, in cgroups of Gradescope's default container (half a CPU, "0.75GB"
+read as 750,000,000 bytes), our notebook, which must be graded in full, and a gram_matrix that
+eats memory, which must lose only its points; and our notebook in 512 MB, where results.json
+must say which setting to raise instead of grading being killed. It reports the
 setup's time and grading's peak memory (the sum of PSS over the grading process tree, file-backed
 pages included), which must stay below what run_autograder asks of a container.
 
