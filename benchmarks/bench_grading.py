@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from container_cgroup import ContainerCgroup  # noqa: E402  (in tests/)
 
 ATTACKS_IN_CLASS = ["patches_pytest_reports", "returns_object_that_lies", "exits_at_call",
                     "forges_result_records", "hard_coded_table_of_public_inputs",
@@ -40,31 +41,12 @@ def export(revision, folder):
 
 
 PINNED = []  # ["taskset", "-c", "0"] with --one-cpu: every process of a grading on the first CPU
-QUOTA_GROUP = []  # with --half-cpu: the cgroup.procs file of a cpu cgroup limited to half a CPU
-
-
-@contextlib.contextmanager
-def half_cpu_group():
-    """A cpu cgroup below ours with a quota of half a CPU, as Gradescope's default container
-    (0.5 CPU); its cgroup.procs file. Needs root."""
-    from grading import limits
-
-    group = limits._own_group("" if (limits.CGROUPS / "cgroup.controllers").exists() else "cpu")
-    group = group / f"bench-half-cpu-{os.getpid()}"
-    group.mkdir()
-    try:
-        if (group / "cpu.max").exists():  # cgroup v2
-            (group / "cpu.max").write_text("50000 100000")
-        else:
-            (group / "cpu.cfs_period_us").write_text("100000")
-            (group / "cpu.cfs_quota_us").write_text("50000")
-        yield group / "cgroup.procs"
-    finally:
-        group.rmdir()
+QUOTA_GROUP = []  # with --half-cpu: the cgroup.procs files of a group of half a CPU
 
 
 def _join_quota_group():
-    Path(QUOTA_GROUP[0]).write_text(f"{os.getpid()}\n")
+    for procs in QUOTA_GROUP:
+        Path(procs).write_text(f"{os.getpid()}\n")
 
 
 def timed(command, cwd):
@@ -131,8 +113,8 @@ def main(argv=None):
         PINNED[:] = ["taskset", "-c", "0"]
 
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch, \
-            (half_cpu_group() if args.half_cpu else contextlib.nullcontext()) as group:
-        QUOTA_GROUP[:] = [group] if group else []
+            (ContainerCgroup(cpus=0.5) if args.half_cpu else contextlib.nullcontext()) as group:
+        QUOTA_GROUP[:] = group.procs if group else []
         scratch = Path(scratch)
         (scratch / "baseline").mkdir()
         projects = {"baseline": export(args.baseline, scratch / "baseline"), "current": ROOT}

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from container_cgroup import ContainerCgroup
 from grading.gradescope import GRADING_NEEDS_MIB
 from grading.notebook import GRADED_FUNCTIONS
 from process_memory import TreeMemory
@@ -238,51 +239,12 @@ class FreshSystem:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class ContainerCgroup:
-    """Cgroups below our own (v1 or v2) with a container's limits: `memory` bytes, and with
-    `cpus` that share of one CPU (CFS quota). The memory hierarchy is mounted inside as a
-    container's is, so that run_autograder can read its limit."""
-
-    def __init__(self, memory, cpus=None):
-        membership = Path("/proc/self/cgroup").read_text().splitlines()
-        v1 = {controller: line.split(":", 2)[2] for line in membership
-              for controller in line.split(":", 2)[1].split(",")}
-        self.folders = []
-        try:
-            if "memory" in v1:
-                self.mounts = ["mount -t tmpfs cgroups {root}/sys/fs/cgroup",
-                               "mkdir {root}/sys/fs/cgroup/memory",
-                               "mount -t cgroup -o memory memory {root}/sys/fs/cgroup/memory"]
-                self._limit("memory", v1["memory"], {"memory.limit_in_bytes": memory})
-                if cpus is not None:
-                    self._limit("cpu", v1["cpu"], {"cpu.cfs_period_us": 100_000,
-                                                   "cpu.cfs_quota_us": int(cpus * 100_000)})
-            else:
-                self.mounts = ["mount -t cgroup2 cgroup2 {root}/sys/fs/cgroup"]
-                limits = {"memory.max": memory}
-                if cpus is not None:
-                    limits["cpu.max"] = f"{int(cpus * 100_000)} 100000"
-                self._limit("", v1[""], limits)
-        except OSError as error:
-            self.__exit__()
-            pytest.skip(f"cannot limit a cgroup's memory or CPU here ({error})")
-        self.procs = [folder / "cgroup.procs" for folder in self.folders]
-
-    def _limit(self, controller, own, values):
-        top = Path("/sys/fs/cgroup") / controller
-        parent = top / own.strip("/")
-        folder = (parent if parent.is_dir() else top) / f"nst-fresh-system-{os.getpid()}"
-        folder.mkdir()
-        self.folders.append(folder)
-        for name, value in values.items():
-            (folder / name).write_text(str(value))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exception):
-        for folder in self.folders:
-            folder.rmdir()
+def container(memory, cpus=None):
+    """A ContainerCgroup, or the test skipped where cgroups cannot be made."""
+    try:
+        return ContainerCgroup(memory, cpus)
+    except OSError as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +347,7 @@ def test_our_notebook_is_graded_in_full_in_gradescopes_default_container(fresh_s
     """In cgroups of Gradescope's default container, half a CPU and "0.75GB" read as the least
     it may mean (750,000,000 bytes, 715 MiB), our notebook is graded in full: nothing is killed
     for want of memory, no function runs out of time."""
-    with ContainerCgroup(750_000_000, cpus=0.5) as cgroup:
+    with container(750_000_000, cpus=0.5) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 0.5 CPU and 750 MB", results, seconds, memory)
@@ -398,7 +360,7 @@ def test_a_function_that_eats_memory_in_the_default_container_costs_only_its_poi
     limits stop it (not the container's), and the other functions get their points."""
     notebook = with_graded_cell_replaced("gram_matrix", BROKEN["eats_memory"][1],
                                          tmp_path / "student.ipynb")
-    with ContainerCgroup(750_000_000, cpus=0.5) as cgroup:
+    with container(750_000_000, cpus=0.5) as cgroup:
         results, seconds, memory = autograde(fresh_system,
                                              {"nst_assignment.ipynb": notebook.read_bytes()},
                                              cgroup)
@@ -412,7 +374,7 @@ def test_a_function_that_eats_memory_in_the_default_container_costs_only_its_poi
 def test_a_container_with_too_little_memory_says_which_setting_to_raise(fresh_system, capsys):
     """In a 512 MB cgroup, grading does not start (it would be killed): results.json tells the
     instructor what to choose."""
-    with ContainerCgroup(512 << 20) as cgroup:
+    with container(512 << 20) as cgroup:
         results, seconds, memory = autograde(fresh_system, {
             "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()}, cgroup)
     report(capsys, "our notebook in 512 MB", results, seconds, memory)
