@@ -9,6 +9,10 @@ from grading.notebook import GRADED_FUNCTIONS
 from grading.release import write_release
 
 
+TIME_LIMIT_HELP = ("seconds each stage of a graded function may take (its cell, each call); the "
+                   "function in all: this times (its calls + 2)")
+
+
 def points(text):
     """'compute_content_cost=20,gram_matrix=10,...' -> {name: points}, every function once."""
     try:
@@ -37,8 +41,7 @@ def main(argv=None):
     everyone.add_argument("--out", type=Path, default=Path("grades.csv"), help="gradebook CSV")
     everyone.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     everyone.add_argument("--force", action="store_true", help="regrade those already graded")
-    everyone.add_argument("--time-limit", type=float, default=60,
-                          help="seconds one graded cell or call may take")
+    everyone.add_argument("--time-limit", type=float, default=60, help=TIME_LIMIT_HELP)
     everyone.add_argument("--memory-limit", type=int, default=4096,
                           help="MB one graded function's worker may use")
     everyone.add_argument("--timeout", type=float, default=900,
@@ -54,7 +57,7 @@ def main(argv=None):
     bundle.add_argument("--seconds", type=float, default=None,
                         help="seconds one submission's grading may take in all (default 480)")
     bundle.add_argument("--time-limit", type=float, default=None,
-                        help="seconds one graded cell or call may take (default 60)")
+                        help=TIME_LIMIT_HELP + " (default 60)")
     args = parser.parse_args(argv)
 
     if args.command == "gradescope":

@@ -105,9 +105,10 @@ done
 [ -n "$version" ] || unsupported "in its package archive"
 say "installing Python $version from the distribution's archive"
 
-# 3. That Python, its venv module, and the certificates pip needs to reach the package index.
+# 3. That Python, its venv module, the certificates pip needs to reach the package index, and
+# libseccomp (the workers' system-call filter, through pyseccomp).
 retry apt-get install -y --no-install-recommends "python$version" "python$version-venv" \
-    ca-certificates
+    ca-certificates libseccomp2
 
 # 4. A fresh virtual environment (--clear: a second run starts over, never half-built).
 "python$version" -m venv --clear .venv
@@ -116,7 +117,7 @@ retry apt-get install -y --no-install-recommends "python$version" "python$versio
 retry .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r grading/requirements.txt
 
 # 6. Fail the build now, not at the first submission, if anything grading imports is missing.
-.venv/bin/python -c "import nst_utils, PIL.Image, psutil, tqdm" \
+.venv/bin/python -c "import nst_utils, PIL.Image, psutil, pyseccomp, tqdm" \
     || { say "the installed packages do not import (above)"; exit 1; }
 say "ready: $(.venv/bin/python --version), grading/requirements.txt installed in .venv"
 """.replace("@PYTHONS@", " ".join(SUPPORTED_PYTHONS)).replace("@BASE_IMAGE@", BASE_IMAGE)

@@ -10,21 +10,18 @@ and the grading goes on. This process never imports TensorFlow.
 import contextlib
 import os
 import shutil
-import stat
 import threading
 import time
 
 import numpy as np
 
-from grading import wire
+from grading import pictures, wire
 from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
-from grading.notebook import GRADED_FUNCTIONS, graded_cells, open_beneath, read_notebook
+from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
 from grading.plans import REPORTED, Mismatch, check_names, make_plans
 from grading.results import Grades
 from grading.sandbox import Sandbox
 
-MAX_PICTURE_BYTES = 16 << 20
-MAX_PICTURE_PIXELS = 4 << 20
 PICTURE_NAMES = [f"{i}.png" for i in REPORTED] + ["generated_image.jpg"]
 
 
@@ -93,7 +90,8 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
     try:
         cells = graded_cells(read_notebook(path))
     except (OSError, ValueError) as error:
-        why = f"the notebook {os.path.basename(path)} could not be read: {error}"
+        why = wire.plain_text(f"the notebook {os.fsdecode(os.path.basename(path))} could not "
+                              f"be read: {error}")
         return Grades(seed, {name: dict.fromkeys(checks, why)
                              for name, checks in check_names().items()})
     with contextlib.ExitStack() as stack:
@@ -111,8 +109,10 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
             else:
                 outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
                                               memory_limit_mb, left)
-    # every worker this notebook had is gone: decide
-    return Grades(hidden.seed, {name: decide(name, hidden.plans[name], outcomes[name])
+    # every worker this notebook had is gone: decide, in words any front end may show
+    return Grades(hidden.seed, {name: {check: None if reason is None else wire.plain_text(reason)
+                                       for check, reason in decide(name, hidden.plans[name],
+                                                                   outcomes[name]).items()}
                                 for name in GRADED_FUNCTIONS})
 
 
@@ -133,11 +133,33 @@ def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, sec
     scratch = sandbox.scratch(name)
     keep = [f"{arguments['folder']}/output/{picture}" for probe, arguments in plan.calls.values()
             if probe == "model_nn" for picture in PICTURE_NAMES]
+    started = time.monotonic()
     try:
         records, ending = sandbox.run(task, scratch, time_limit, seconds_left, keep)
-        return interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch)
+        outcome = interpret(name, plan, records, ending, time_limit, memory_limit_mb)
+        if isinstance(outcome, dict):
+            left = None if seconds_left is None else seconds_left - (time.monotonic() - started)
+            add_pictures(outcome, plan, scratch / "kept", hidden, sandbox, time_limit, left)
+        return outcome
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def add_pictures(outcome, plan, kept, hidden, sandbox, time_limit, seconds_left):
+    """To each model_nn result in `outcome`: {picture name: what it saved there, decoded in a
+    worker of its own, or why it cannot be read}."""
+    saved = {(call_id, picture): (kept, plan.calls[call_id][1]["folder"], "output", picture)
+             for call_id, result in outcome.items()
+             if plan.calls[call_id][0] == "model_nn" and isinstance(result, dict)
+             for picture in PICTURE_NAMES}
+    if not saved:
+        return
+    _, height, width, _ = hidden.reference.task_inputs()["input_image"]["shape"]
+    found = pictures.read(sandbox, saved, (width, height), time_limit, seconds_left)
+    for call_id, picture in saved:
+        outcome[call_id].setdefault("pictures", {})
+        if (call_id, picture) in found:
+            outcome[call_id]["pictures"][picture] = found[call_id, picture]
 
 
 def decide(name, plan, outcome):
@@ -186,7 +208,7 @@ def ending_sentence(name, ending, time_limit, memory_limit_mb):
     return f"the process running {name} exited with status {ending['status']} {when}"
 
 
-def interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch):
+def interpret(name, plan, records, ending, time_limit, memory_limit_mb):
     """What the worker said: a sentence why nothing can be graded, or {call id: {key: float64
     array or str} | a sentence why that call has no result}."""
     outcome = {}
@@ -197,43 +219,11 @@ def interpret(name, plan, records, ending, time_limit, memory_limit_mb, scratch)
             continue
         outcome[record.call] = record.text if record.kind == "problem" else record.result
     missing = ending_sentence(name, ending, time_limit, memory_limit_mb)
-    for call_id, (probe, arguments) in plan.calls.items():
+    for call_id, (probe, _) in plan.calls.items():
         outcome.setdefault(call_id, missing)
         if probe == "model_nn" and isinstance(outcome[call_id], dict):
             if set(outcome[call_id]) != {"generated", "final_input", "printed", "train_steps"}:
                 outcome[call_id] = f"the process running {name} sent back a malformed result"
-            else:
-                outcome[call_id]["pictures"] = read_pictures(
-                    (scratch, "kept", arguments["folder"], "output"), PICTURE_NAMES)
         elif isinstance(outcome[call_id], dict) and set(outcome[call_id]) != {"value"}:
             outcome[call_id] = f"the process running {name} sent back a malformed result"
     return outcome
-
-
-def read_pictures(folder, names):
-    """{name: uint8 picture, or why it cannot be read} for each of `names` found in `folder`
-    (a trusted folder, then subfolders a worker made): regular files only, none larger than
-    MAX_PICTURE_BYTES or MAX_PICTURE_PIXELS (from its header, before decoding), never following
-    a link (in the path too) or blocking on a pipe."""
-    from PIL import Image
-
-    pictures = {}
-    for name in names:
-        try:
-            fd = open_beneath(*folder, name)
-        except OSError:
-            continue  # not there (or behind a link): "was not saved"
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PICTURE_BYTES:
-                pictures[name] = "not a picture file (or larger than a picture can be)"
-                continue
-            try:
-                with Image.open(file) as image:
-                    if image.width * image.height > MAX_PICTURE_PIXELS:
-                        pictures[name] = f"{image.width}x{image.height} pixels, far too large"
-                        continue
-                    pictures[name] = np.asarray(image.convert("RGB"))
-            except (OSError, ValueError, Image.DecompressionBombError):
-                pictures[name] = "cannot be read as a picture"
-    return pictures

@@ -17,15 +17,18 @@
 A worker is confined before it reads its task: a session of its own, a clean environment, rlimits
 (address space, file size, processes, no core dumps), its own unprivileged user when the grader
 is root (a different uid for every worker, so one submission's processes cannot use up
-another's), no new privileges, and, where the kernel has Landlock (Linux >= 5.13): reads only of
-what running a graded cell needs (Python, the installed packages, nst_utils.py, a few system
-files), writes only inside its scratch folder, no TCP, no signals to processes outside it. The
-supervisor ends the worker's whole tree (double-forked or not: as a subreaper it inherits the
-orphans) when the task is done or over a limit: the wall clock per stage and in all, and the
-resident memory of the tree. Then it sends the grader the worker's valid records and how it
+another's), a new session keyring (grading/keyring.py), no new privileges, and, where the kernel
+has Landlock (Linux >= 5.13): reads only of what running a graded cell needs (Python, the
+installed packages, nst_utils.py, a few system files), writes only inside its scratch folder, no
+TCP, no signals to processes outside it; last, a seccomp filter of the system calls it may make
+(grading/syscall_filter.py). The supervisor ends the worker's whole tree (double-forked or not:
+as a subreaper it inherits the orphans) when the task is done or over a limit: the wall clock per
+stage (each of the task's stages once, in order: StageClock) and in all, and the resident memory
+of the tree. Then it sends the grader the worker's valid records and how it
 ended. The trusted reference run of model_nn (grading/reference_run.py) is a zygote child too,
 unconfined, sending straight to the grader.
 """
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -44,7 +47,7 @@ import time
 import traceback
 from pathlib import Path
 
-from grading import limits, wire
+from grading import keyring, limits, pictures, syscall_filter, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_UID_BASE = 1_500_000_000  # + the supervisor's pid: a uid of its own for every worker
@@ -136,23 +139,26 @@ class Sandbox:
                          daemon=True).start()
         return report_read
 
-    def run(self, task, scratch, time_limit, seconds_left=None, keep=()):
-        """Run `task` (for grading.worker.run_task) in a worker writing only in `scratch`/work;
-        afterwards the files named in `keep` (paths relative to that folder) are copied to
-        `scratch`/kept, regular files only, and the rest is gone.
+    def run(self, task, scratch, time_limit, seconds_left=None, keep=(), kind="worker"):
+        """Run `task` in a worker writing only in `scratch`/work: a graded cell and its calls
+        (grading.worker.run_task), or, with kind "pictures", the decoding of pictures
+        (grading.pictures.decode_task); afterwards the files named in `keep` (paths relative to
+        that folder) are copied to `scratch`/kept, regular files only, and the rest is gone.
 
         Returns (records, ending): the worker's valid wire.Records, and how it ended:
         {"how": "exit" | "signal" | "time" | "budget" | "memory" | "output" | "disk" |
         "processes", "status": int,
         "stage": its last stage Record or None}. "time": one stage (the cell, a call) took
         longer than `time_limit`; "budget": all of them together took longer than they may
-        (`seconds_left` at most).
+        (`seconds_left` at most). The stages are the task's own, in order (StageClock).
         """
-        budget = time_limit * (len(task["calls"]) + 2)  # the cell, each call, setting up
+        calls = [call["id"] for call in task["calls"]]
+        budget = time_limit * (len(calls) + 2)  # the cell, each call, setting up
         if seconds_left is not None:
             budget = min(budget, seconds_left)
-        report = self._start({"kind": "worker", "scratch": str(scratch), "time_limit": time_limit,
-                              "budget": budget, "memory_limit": self.memory_limit_mb << 20,
+        report = self._start({"kind": kind, "scratch": str(scratch), "time_limit": time_limit,
+                              "budget": budget, "calls": calls,
+                              "memory_limit": self.memory_limit_mb << 20,
                               "keep": ["worker.log", *keep]}, task)
         with os.fdopen(report, "rb") as lines:
             *records, last = [line for line in lines] or [b""]
@@ -247,6 +253,8 @@ def zygote_main(fd):
     """Import what workers need once, then fork a child for each request until the grader
     closes the socket; then end every descendant."""
     channel = socket.socket(fileno=fd)
+    with contextlib.suppress(OSError):  # none of the grader's keys, for any descendant
+        keyring.join_new_session_keyring()
     # TensorFlow's start imports all of Keras (and matplotlib) for Keras' own registrations,
     # which TF1's API never needs: kept out, that is 0.4-0.8 s of one CPU and 48 MB less per
     # grading. A cell that uses tf.keras still loads it, then.
@@ -256,9 +264,12 @@ def zygote_main(fd):
     finally:
         del sys.modules["keras"]
     worker.warm_up()
+    pictures.warm_up()
     _page_out_libraries()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     PROTECTIONS.update(limits.available(), landlock=landlock_abi() > 0)
+    PROTECTIONS.update({"fresh session keyring": keyring.available(),
+                        "seccomp filter": syscall_filter.available()})
     PROTECTIONS[PYTHON_READABLE] = os.geteuid() != 0 or all(  # the standard library, packages
         _readable_by_others(sys.modules[name].__file__) for name in ("os", "numpy"))
     channel.send(b"ready " + json.dumps(PROTECTIONS).encode())
@@ -337,8 +348,8 @@ def supervise(request, task_fd, report_fd):
             task_fd, write_end = confine(work, uid, task_fd, write_end, request["memory_limit"],
                                          cgroup)
             from grading import worker
-            worker.run_task(wire.loads(_read_all(task_fd)),
-                            lambda record: _send(write_end, record))
+            entry = pictures.decode_task if request["kind"] == "pictures" else worker.run_task
+            entry(wire.loads(_read_all(task_fd)), lambda record: _send(write_end, record))
         except BaseException:
             traceback.print_exc()  # into the worker's log
             os._exit(GRADER_ERROR)
@@ -359,10 +370,40 @@ def supervise(request, task_fd, report_fd):
     return ending
 
 
+class StageClock:
+    """The supervisor's clock for one worker. The task's stages come in a known order (its cell,
+    loaded, each of its calls, done); a stage record from the worker starts the next stage's
+    time only if it names that next stage, so repeating a record, or one out of order, winds
+    nothing back. No record moves the budget, counted from the task's start. A worker can still
+    announce a stage early; then the budget is what bounds it."""
+
+    def __init__(self, request):
+        self.order = [("cell", None), ("loaded", None),
+                      *(("call", call) for call in request["calls"]), ("done", None)]
+        self.time_limit, self.budget = request["time_limit"], request["budget"]
+        self.started = self.stage_started = time.monotonic()
+        self.passed = 0  # stages begun
+        self.stage = None  # the line of the last one
+
+    def begins(self, record, line):
+        """Whether `record` begins the next stage (then its time starts now)."""
+        if self.passed < len(self.order) and (record.stage, record.call) == self.order[self.passed]:
+            self.passed += 1
+            self.stage, self.stage_started = line, time.monotonic()
+            return True
+        return False
+
+    def over(self):
+        """"time" or "budget" once a limit has passed, else None."""
+        now = time.monotonic()
+        if now - self.stage_started > self.time_limit:
+            return "time"
+        return "budget" if now - self.started > self.budget else None
+
+
 def _watch(request, pid, read_end, report_fd, cgroup, work):
     """Relay the worker's valid records until it ends or passes a limit; how it ended."""
-    stage, buffer, total = None, b"", 0
-    started = stage_started = time.monotonic()
+    clock, buffer, total = StageClock(request), b"", 0
     how, status, pipe_open = None, None, True
     while how is None:
         if pipe_open and select.select([read_end], [], [], POLL_SECONDS)[0]:
@@ -370,9 +411,7 @@ def _watch(request, pid, read_end, report_fd, cgroup, work):
             total += len(chunk)
             pipe_open = bool(chunk)
             *lines, buffer = (buffer + chunk).split(b"\n")
-            last_stage = _relay(lines, report_fd)
-            if last_stage is not None:
-                stage, stage_started = last_stage, time.monotonic()
+            _relay(lines, report_fd, clock)
         elif not pipe_open:
             time.sleep(POLL_SECONDS)
         finished, code = os.waitpid(pid, os.WNOHANG)
@@ -389,10 +428,8 @@ def _watch(request, pid, read_end, report_fd, cgroup, work):
             how = "disk"
         elif _tree_rss() > request["memory_limit"]:
             how = "memory"
-        elif time.monotonic() - stage_started > request["time_limit"]:
-            how = "time"
-        elif time.monotonic() - started > request["budget"]:
-            how = "budget"
+        else:
+            how = clock.over()
     kill_descendants()
     # what it wrote before it ended (every writer is gone: EOF comes at once, unless something
     # escaped the kill where there is no subreaper, so wait only briefly for more)
@@ -401,22 +438,19 @@ def _watch(request, pid, read_end, report_fd, cgroup, work):
         total += len(chunk)
         buffer, pipe_open = buffer + chunk, bool(chunk)
     if total <= wire.MAX_LINE_BYTES:
-        stage = _relay(buffer.split(b"\n"), report_fd) or stage
+        _relay(buffer.split(b"\n"), report_fd, clock)
     os.close(read_end)
     return {"how": how, "status": status,
-            "stage": None if stage is None else stage.decode("utf-8", "replace")}
+            "stage": None if clock.stage is None else clock.stage.decode("utf-8", "replace")}
 
 
-def _relay(lines, report_fd):
-    """Forward the valid records among `lines` to the grader; the last stage record's line."""
-    stage = None
+def _relay(lines, report_fd, clock):
+    """Forward to the grader the valid records among `lines`: results and problems, and the
+    stage records that begin the next stage."""
     for line in lines:
         record = wire.parse_record(line) if line else None
-        if record is not None:
+        if record is not None and (record.kind != "stage" or clock.begins(record, line)):
             _write(report_fd, line + b"\n")
-            if record.kind == "stage":
-                stage = line
-    return stage
 
 
 def _send(fd, record):
@@ -535,7 +569,10 @@ def confine(scratch, uid, task_fd, result_fd, memory_limit, cgroup=None):
         Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
     except OSError:  # not Linux
         pass
+    if PROTECTIONS.get("fresh session keyring"):
+        keyring.join_new_session_keyring()  # as root: no keyring of its uid's is made
     ruleset = landlock_ruleset(scratch)  # opens the paths it allows while we still can
+    calls = syscall_filter.prepare() if PROTECTIONS.get("seccomp filter") else None
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
@@ -545,6 +582,7 @@ def confine(scratch, uid, task_fd, result_fd, memory_limit, cgroup=None):
     os.chdir(scratch)
     os.environ.clear()
     os.environ.update(clean_environment(), HOME=str(scratch), TMPDIR=str(scratch))
+    syscall_filter.install(calls)  # last: from here on, only the calls it allows
     return 3, 4
 
 

@@ -16,6 +16,7 @@ to a worker (a task: the cell's source, the calls and their inputs) use the same
 import base64
 import binascii
 import json
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,23 @@ def parse_record(line):
         return read_record(loads(line))
     except WireError:
         return None
+
+
+def plain_text(text):
+    """`text` as one line that prints as itself: control and format characters (C0 and C1, ESC,
+    bidirectional overrides) dropped, each run of white space (newlines, carriage returns, line
+    and paragraph separators) one space, lone surrogates (from undecodable file names) U+FFFD.
+    Every reason a worker's words reach goes through this before a front end shows it."""
+    kept = []
+    for character in text:
+        category = unicodedata.category(character)
+        if character.isspace() or category in ("Zl", "Zp"):
+            kept.append(" ")
+        elif category == "Cs":
+            kept.append("\ufffd")
+        elif category not in ("Cc", "Cf"):
+            kept.append(character)
+    return " ".join("".join(kept).split())
 
 
 def dumps(value):

@@ -15,7 +15,8 @@ def pytest_addoption(parser):
     parser.addoption("--notebook", default=str(ROOT / "nst_assignment.ipynb"),
                      help="the notebook whose graded functions are tested (default: ours)")
     parser.addoption("--time-limit", type=float, default=60,
-                     help="seconds one graded cell or one call of a graded function may take")
+                     help="seconds each stage of a graded function may take (its cell, each "
+                          "call); the function in all: this times (its calls + 2)")
     parser.addoption("--memory-limit", type=int, default=4096,
                      help="MB of memory one graded function's worker may use")
     parser.addoption("--seed", type=int, default=None,
