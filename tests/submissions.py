@@ -106,6 +106,9 @@ STALE_PICTURES = MODEL_NN.replace("""        sess.run(train_step)
         generated_image = sess.run(model['input'])""").replace(
     """str(i) + ".png", generated_image)""", """str(i) + ".png", before_step)""")
 
+GRADER_KEY = "grader-token"  # planted in the grader's session keyring (plant_graders_key)
+LEFT_BEHIND = "nst-left-behind"  # what a worker tries to leave in keyrings
+
 # Each attack pairs a wrong function with a trick that, if it worked, would pass it anyway.
 OLD_FIXED_INPUTS = {(1, 4, 4, 3): J_STYLE_LAYER, (1, 5, 7, 4): 5.0353657459215295,
                     (1, 3, 9, 2): 10.523418677399842, (1, 6, 2, 5): 14.008052003978047,
@@ -312,6 +315,81 @@ def total_cost(J_content, J_style, alpha = 10, beta = 40):
 def total_cost(J_content, J_style, beta = 40, alpha = 10):
     return alpha * J_content + beta * J_style""")),
     "saves_each_picture_before_its_step": ("model_nn", cell("model_nn", STALE_PICTURES)),
+    # a right function too slow for the time limit, its cell announced again and again
+    "keeps_announcing_its_cell": ("compute_content_cost", cell("compute_content_cost", """
+import os, threading, time
+
+def announce():
+    while True:
+        os.write(4, b'{"stage": "cell"}\\n')
+        time.sleep(2)
+
+threading.Thread(target=announce, daemon=True).start()
+time.sleep(75)
+
+def compute_content_cost(a_C, a_G):
+    m, n_H, n_W, n_C = a_G.get_shape().as_list()
+    return tf.reduce_sum(tf.square(a_C - a_G)) / (4 * n_H * n_W * n_C)""")),
+    "asks_unix_sockets_for_the_answer": ("gram_matrix", cell("gram_matrix", """
+import socket
+
+def gram_matrix(A):
+    answers = []
+    for address in ("/dev/log", "/run/dbus/system_bus_socket", "\\0nst-answers"):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+                channel.connect(address)
+                answers.append(channel.recv(100))
+        except OSError as error:
+            answers.append(repr(error))
+    raise RuntimeError(f"asked for the answer: {answers}")""")),
+    "reads_the_graders_keyring": ("total_cost", cell("total_cost", f"""
+import ctypes
+import pyseccomp  # only for the system calls' numbers
+
+libc = ctypes.CDLL(None, use_errno=True)
+KEYCTL, ADD_KEY = (pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in ("keyctl", "add_key"))
+
+def total_cost(J_content, J_style, alpha = 10, beta = 40):
+    seen, value = [], ctypes.create_string_buffer(4096)
+    key = libc.syscall(KEYCTL, 10, -3, b"user", {GRADER_KEY!r}.encode(), 0)  # search the session keyring
+    seen.append(("search", key, ctypes.get_errno()))
+    if key > 0:
+        seen.append(value.raw[:libc.syscall(KEYCTL, 11, key, value, 4096)])  # read it
+    for keyring in (-3, -4, -5):  # leave a key in the session, user and user session keyrings
+        left = libc.syscall(ADD_KEY, b"user", {LEFT_BEHIND!r}.encode(), b"x", 1, keyring)
+        seen.append(("add_key", left, ctypes.get_errno()))
+    raise RuntimeError(f"keyring: {{seen}}")""")),
+    "opens_doors_in_the_kernel": ("compute_layer_style_cost", cell("compute_layer_style_cost", """
+import ctypes, errno, os
+import pyseccomp  # only for the system calls' numbers
+
+libc = ctypes.CDLL(None, use_errno=True)
+DOORS = {"io_uring_setup": (16, 0), "userfaultfd": (0,), "unshare": (0x10000000,),
+         "ptrace": (16, os.getppid(), 0, 0), "keyctl": (0, -3, 0), "bpf": (0, 0, 0),
+         "perf_event_open": (0, 0, -1, -1, 0), "process_vm_readv": (os.getppid(), 0, 0, 0, 0, 0)}
+
+def compute_layer_style_cost(a_S, a_G):
+    opened = {}
+    for name, arguments in DOORS.items():
+        result = libc.syscall(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name), *arguments)
+        opened[name] = "open" if result >= 0 else errno.errorcode[ctypes.get_errno()]
+    raise RuntimeError(f"doors: {opened}")""")),
+    "stalls_the_grader_with_a_scan_bomb": ("model_nn", cell("model_nn", MODEL_NN.replace(
+        "    return generated_image", """    import io
+    from PIL import Image
+    out = io.BytesIO()  # a progressive JPEG, its last scan then repeated 5,000 times
+    Image.new("RGB", (2048, 2048), "gray").save(out, "JPEG", progressive=True, quality=50)
+    data = out.getvalue()
+    last = data.rindex(b"\\xff\\xda")  # the last scan, up to the end-of-image marker
+    with open(CONFIG.OUTPUT_DIR + "generated_image.jpg", "wb") as bomb:
+        bomb.write(data[:-2] + data[last:-2] * 5000 + data[-2:])
+    return generated_image"""))),
+    "forges_the_summary": ("gram_matrix", cell("gram_matrix", """
+import json, os
+FAKE = "\\r\\n".join(["PASS  gram_matrix: 5 checks"] * 3 + ["5/5 graded functions pass"])
+os.write(4, json.dumps({"problem": "\\x1b[2K\\r" + FAKE + "\\u2028\\x1b[1A\\x85"}).encode() + b"\\n")
+os._exit(0)""")),
 }
 
 
@@ -341,3 +419,34 @@ def project_copy(folder):
     shutil.copytree(ROOT, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", "output", "__pycache__", ".pytest_cache", "*.mat"))
     return folder
+
+
+KEYRING_SECRET = "keyring-secret-5c1d"
+
+
+def plant_graders_key():
+    """Give this process (and so every grading it starts) a session keyring of its own holding
+    the key GRADER_KEY = KEYRING_SECRET, as a systemd service or a PAM login has; once."""
+    import ctypes
+    import pyseccomp
+    from grading import keyring
+
+    if getattr(plant_graders_key, "done", False):
+        return
+    keyring.join_new_session_keyring()
+    add_key = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, "add_key")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(add_key, b"user", GRADER_KEY.encode(), KEYRING_SECRET.encode(),
+                    len(KEYRING_SECRET), keyring.KEY_SPEC_SESSION_KEYRING) < 0:
+        raise OSError(ctypes.get_errno(), "add_key failed")
+    plant_graders_key.done = True
+
+
+def keys_left_behind():
+    """Lines of /proc/keys naming LEFT_BEHIND, and /proc/key-users lines of workers' uids."""
+    from grading.sandbox import WORKER_UID_BASE
+
+    keys = [line for line in open("/proc/keys") if LEFT_BEHIND in line]
+    users = [line for line in open("/proc/key-users")
+             if int(line.split(":")[0]) >= WORKER_UID_BASE]
+    return keys + users

@@ -23,7 +23,8 @@ import pytest
 
 from grading.gradebook import grader_fingerprint
 from grading.notebook import GRADED_FUNCTIONS
-from submissions import ATTACKS, project_copy, with_graded_cell_replaced
+from submissions import (ATTACKS, KEYRING_SECRET, keys_left_behind, plant_graders_key,
+                         project_copy, with_graded_cell_replaced)
 
 SETTLE_SECONDS = 3  # how long after pytest exits the report is read again
 
@@ -59,7 +60,9 @@ def read_junit(path):
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
     """{attack: how grading it went}, two gradings at a time, in one copy of the project. The
-    reports go to a folder anyone may write to, so only the sandbox keeps them safe."""
+    reports go to a folder anyone may write to, so only the sandbox keeps them safe. The grader
+    has a key in its session keyring, as a service or a PAM login has."""
+    plant_graders_key()
     project = project_copy(tmp_path_factory.mktemp("project"))
     fingerprint = grader_fingerprint(project)
     reports = Path(tempfile.mkdtemp(prefix="attack-reports-"))
@@ -102,9 +105,25 @@ def test_attack_report_says_so_and_stays_the_same(attacked, attack):
     assert [name for name, reason in results.items() if reason is not None] == [target], results
 
 
-def test_no_report_shows_the_graders_environment(attacked):
+def test_no_report_shows_the_graders_environment_or_keys(attacked):
     for name, run in attacked["runs"].items():
-        assert SECRET not in run["stdout"] and SECRET.encode() not in run["report_later"], name
+        for secret in (SECRET, KEYRING_SECRET):
+            assert secret not in run["stdout"] and secret.encode() not in run["report_later"], name
+
+
+def test_attacks_leave_no_key_in_any_keyring(attacked):
+    assert keys_left_behind() == []
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_the_summary_shows_only_the_graders_own_lines(attacked, attack):
+    """Whatever a worker's words hold (carriage returns, newlines, escape codes), each line of
+    the summary is the grader's: one verdict per function, one total."""
+    stdout = attacked["runs"][attack]["stdout"]
+    lines = stdout.splitlines()
+    assert not set(stdout) & {"\r", "\x1b", "\x85", "\u2028"}, attack
+    assert sum(line.startswith(("PASS  ", "FAIL  ")) for line in lines) == len(GRADED_FUNCTIONS)
+    assert sum(bool(re.match(r"\d+/\d+ graded functions pass", line)) for line in lines) == 1
 
 
 def test_attacks_leave_the_graders_files_unchanged(attacked):
@@ -141,6 +160,16 @@ EXPECTED_REASONS = {
     "saves_each_picture_before_its_step": "is not the image generated at that point (it should",
     "allocates_8_gb": "more than the 4096 MB of memory",
     "returns_object_that_lies": "got 0., expected",
+    "keeps_announcing_its_cell": "its cell did not finish within 60 s",
+    "asks_unix_sockets_for_the_answer": "PermissionError(1, 'Operation not permitted')",
+    "reads_the_graders_keyring": "('search', -1, 1)",  # EPERM, and so for each add_key
+    "opens_doors_in_the_kernel": "doors: {'io_uring_setup': 'EPERM', 'userfaultfd': 'EPERM', "
+                                 "'unshare': 'EPERM', 'ptrace': 'EPERM', 'keyctl': 'EPERM', "
+                                 "'bpf': 'EPERM', 'perf_event_open': 'EPERM', "
+                                 "'process_vm_readv': 'EPERM'}",
+    "stalls_the_grader_with_a_scan_bomb": "output/generated_image.jpg: not a picture file (or "
+                                          "larger than a picture of 56x40 pixels can be)",
+    "forges_the_summary": "gram_matrix: [2K PASS gram_matrix: 5 checks PASS",
 }
 
 

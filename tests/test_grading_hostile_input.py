@@ -5,6 +5,7 @@ graded as Gradescope would; the checks hold on many seeds.
 """
 import json
 import os
+import unicodedata
 
 import numpy as np
 import pytest
@@ -32,6 +33,15 @@ RECORDISH = st.fixed_dictionaries({}, optional={
         for key in wire.RESULT_KEYS}) | JSON})
 PLANS = make_plans(0)
 ENDING = {"how": "exit", "status": 0, "stage": None}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text() | st.binary().map(lambda raw: raw.decode("utf-8", "surrogateescape")))
+def test_any_text_becomes_one_line_of_printable_characters(text):
+    plain = wire.plain_text(text)
+    assert not {unicodedata.category(c) for c in plain} & {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    assert plain == plain.strip() and "  " not in plain and not any(
+        c.isspace() and c != " " for c in plain)
 
 
 @settings(max_examples=400, deadline=None)
@@ -122,6 +132,29 @@ def test_on_gradescope_an_attack_scores_exactly_its_other_functions(gradescope_b
                            environment={"GRADER_API_TOKEN": "do-not-leak-4242"})
     assert scores(results) == {name: 0 if name == function else 20 for name in GRADED_FUNCTIONS}
     assert "do-not-leak-4242" not in json.dumps(results)
+
+
+SYSTEM_ATTACKS = ["keeps_announcing_its_cell", "asks_unix_sockets_for_the_answer",
+                  "reads_the_graders_keyring", "opens_doors_in_the_kernel",
+                  "stalls_the_grader_with_a_scan_bomb", "forges_the_summary"]
+
+
+@pytest.mark.parametrize("attack", SYSTEM_ATTACKS)
+def test_on_gradescope_a_system_attack_scores_exactly_its_other_functions(gradescope_bundle,
+                                                                          tmp_path, attack):
+    """The grader holds a key in its session keyring; what the worker tries with the kernel
+    (system calls, sockets, keyrings, a slow picture, a stopped clock, forged text) costs only
+    its function, and results.json holds neither the key nor a control character."""
+    from submissions import ATTACKS, KEYRING_SECRET, keys_left_behind, plant_graders_key
+    plant_graders_key()
+    function, source = ATTACKS[attack]
+    notebook = with_graded_cell_replaced(function, source, tmp_path / "student.ipynb")
+    results, seconds = autograde(gradescope_bundle, tmp_path / "run",
+                                 {"nst_assignment.ipynb": notebook.read_bytes()})
+    assert scores(results) == {name: 0 if name == function else 20 for name in GRADED_FUNCTIONS}
+    text = json.dumps(results, ensure_ascii=False)
+    assert KEYRING_SECRET not in text and not set(text) & {"\r", "\x1b", "\x85", "\u2028"}
+    assert keys_left_behind() == []
 
 
 @pytest.fixture(scope="module")

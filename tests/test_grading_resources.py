@@ -82,7 +82,7 @@ def total_cost(J_content, J_style, alpha = 10, beta = 40):
     huge = Image.new("RGB", (7746, 7746), "white")  # 60 megapixels of one colour: a small file
     for i in range(0, num_iterations, 20):
         huge.save(CONFIG.OUTPUT_DIR + str(i) + ".png")
-    return generated_image""")), "pixels, far too large"),
+    return generated_image""")), "larger than a picture of"),
     "udp_to_itself": ("total_cost", cell("total_cost", """
 import socket
 
@@ -92,7 +92,7 @@ def total_cost(J_content, J_style, alpha = 10, beta = 40):
     channel.sendto(b"answers", channel.getsockname())
     channel.settimeout(2)
     channel.recv(16)  # a classmate's worker could be listening instead
-    return alpha * J_content + beta * J_style"""), "OSError"),
+    return alpha * J_content + beta * J_style"""), "raised PermissionError"),  # no socket at all
 }
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import ROOT
 from grading.notebook import GRADED_FUNCTIONS
-from submissions import (ATTACKS, BROKEN, make_release, project_copy,
-                         with_graded_cell_replaced)
+from submissions import (ATTACKS, BROKEN, KEYRING_SECRET, make_release, plant_graders_key,
+                         project_copy, with_graded_cell_replaced)
 
 TIME_LIMIT = "30"  # seconds per graded cell or call; model_nn needs about 10 under load
 
@@ -41,6 +41,7 @@ def class_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gradebook(class_folder, tmp_path_factory):
+    plant_graders_key()  # the grader's session keyring holds a key no row may show
     path = tmp_path_factory.mktemp("grades") / "grades.csv"
     project = project_copy(tmp_path_factory.mktemp("project"))
     rows, _ = grade_all(class_folder, path, "--jobs", "2", "--memory-limit", "2000",
@@ -58,6 +59,12 @@ def test_release_fails_every_function_quickly(gradebook):
     row = rows["release.ipynb"]
     assert row["score"] == "0/5" and all(row[name] == "fail" for name in GRADED_FUNCTIONS)
     assert float(row["seconds"]) < 60, row
+
+
+def test_the_gradebook_holds_no_key_and_no_control_character(gradebook):
+    text = gradebook[0].read_text(encoding="utf-8")
+    assert KEYRING_SECRET not in text and not set(text) & {"\x1b", "\x85", "\u2028"}
+    assert "\r" not in text.replace("\r\n", "")  # csv's own line ends only
 
 
 @pytest.mark.parametrize("kind", [*BROKEN, *ATTACKS])

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,15 @@ def sandbox():
 
 def run_cell(sandbox, body, name="cell"):
     """Run `body` as the total_cost cell in a fresh worker; (records, ending, the folder of the
-    files it left that a test reads: planted_here.txt, daemon.pid, uid, oom_score_adj)."""
+    files it left that a test reads: planted_here.txt, daemon.pid, uid, oom_score_adj,
+    found.json)."""
     scratch = sandbox.scratch(name)
     source = f"# GRADED FUNCTION: total_cost\n{body}\ndef total_cost(J_content, J_style, " \
              f"alpha = 10, beta = 40):\n    return 0\n"
     records, ending = sandbox.run({"function": "total_cost", "source": source, "helpers": "",
                                    "calls": [], "memory_limit_mb": 2000}, scratch, TIME_LIMIT,
-                                  keep=["planted_here.txt", "daemon.pid", "uid", "oom_score_adj"])
+                                  keep=["planted_here.txt", "daemon.pid", "uid", "oom_score_adj",
+                                        "found.json"])
     return records, ending, scratch / "kept"
 
 
@@ -178,7 +181,7 @@ with tf.Session() as session:  # waits forever in TensorFlow's C++ queue code
     assert ending["how"] == "time" and ending["stage"].stage == "cell"
 
 
-def test_reporting_new_stages_forever_does_not_extend_the_time(sandbox):
+def test_announcing_a_stage_again_does_not_restart_its_clock(sandbox):
     body = """
 import os, threading, time
 def claim_progress():
@@ -192,7 +195,22 @@ def claim_progress():
 threading.Thread(target=claim_progress, daemon=True).start()
 time.sleep(600)"""
     _, ending, _ = run_cell(sandbox, body)
-    assert ending["how"] == "budget"
+    assert ending["how"] == "time" and ending["stage"].stage == "cell"
+
+
+def test_announcing_the_next_stages_early_gains_no_more_than_the_budget(sandbox):
+    """Each stage, even one announced early, has its own time; all of them together have the
+    budget: the cell, loaded and done, each TIME_LIMIT, but twice TIME_LIMIT in all."""
+    body = """
+import os, time
+for stage in (b"loaded", b"done"):  # each just before the last one's time is up
+    time.sleep(TIME_LIMIT * 0.8)
+    os.write(4, b'{"stage": "' + stage + b'"}\\n')
+time.sleep(600)""".replace("TIME_LIMIT", str(TIME_LIMIT))
+    started = time.monotonic()
+    _, ending, _ = run_cell(sandbox, body)
+    assert ending["how"] == "budget" and ending["stage"].stage == "done"
+    assert time.monotonic() - started < 2 * TIME_LIMIT + 5
 
 
 def test_memory_of_the_whole_process_tree_counts(sandbox):
