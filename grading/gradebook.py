@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -33,7 +34,8 @@ from grading.feedback import feedback_markdown, repeat_command
 from grading.judge import HiddenInputs, grade_notebook
 from grading.lms import LmsFileError, number, owner
 from grading.notebook import GRADED_FUNCTIONS, MAX_NOTEBOOK_BYTES, UNTRUSTED, find_notebooks
-from grading.results import DEFAULT_POINTS, GRADED, Grades
+from grading.plans import check_names
+from grading.results import DEFAULT_POINTS, GONE, GRADER_FAILED, Grades, counts
 from grading.sandbox import Sandbox
 from grading.summary import write_summary
 
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["file", "student", "status", "score", "max_score", *GRADED_FUNCTIONS, "errors",
            "seconds", "seed", "sha256", "points", "partial_credit", "results"]
 GRADER_FILES = ("nst_utils.py", "requirements.txt", "grading/*.py", "tests/*.py")
+NOTE = re.compile(f"; (the newest of [0-9]+ notebooks|{GONE}).*", re.DOTALL)  # after a status
 
 
 class GraderChanged(Exception):
@@ -83,9 +86,10 @@ def grade(notebook, hidden, sandbox, options):
     try:
         grades = grade_notebook(notebook, hidden.seed, sandbox=sandbox, hidden=hidden, **options)
     except Exception as error:  # the sandbox itself failed: this row says so
-        why = f"not graded: the sandbox failed ({error})"
-        grades = Grades(hidden.seed, {name: {"all": f"{name}: {why}"}
-                                      for name in GRADED_FUNCTIONS}, why)
+        why = f"the sandbox failed ({error}); the next run grades it again"
+        grades = Grades(hidden.seed, {name: dict.fromkeys(checks, f"{name}: not graded: {why}")
+                                      for name, checks in check_names().items()},
+                        f"{GRADER_FAILED}: {why}")
     return grades, time.monotonic() - started
 
 
@@ -138,7 +142,7 @@ def read_gradebook(path):
             grades = None
             if cells["results"]:
                 grades = Grades(int(cells["seed"]), json.loads(cells["results"]),
-                                cells["status"].split("; the newest")[0])
+                                NOTE.sub("", cells["status"]))
             entries[cells["file"]] = Entry(cells["file"], cells["student"], cells["status"],
                                            grades, cells["sha256"], float(cells["seconds"] or 0))
             points = points or dict((part.split("=")[0], float(part.split("=")[1]))
@@ -224,6 +228,9 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
 
     chosen = newest(notebooks, root)
     hashes = {notebook: digest(notebook) for notebook in notebooks}
+    for key in set(entries) - set(keys.values()):  # kept, not exported or summarised
+        if entries[key].grades is not None:
+            entries[key].status = f"{entries[key].grades.status}; {GONE}: kept from a run before"
     todo = []
     for notebook, note in chosen.items():
         key, student = keys[notebook], owner(notebooks[notebook]).student or ""
@@ -239,7 +246,8 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
         if only is not None:
             if Path(only).resolve() == notebook.resolve():
                 todo.append((notebook, note))
-        elif force or known is None or known.grades is None or known.sha256 != hashes[notebook]:
+        elif (force or known is None or known.grades is None or known.sha256 != hashes[notebook]
+              or known.grades.status.startswith(GRADER_FAILED)):
             todo.append((notebook, note))
     if only is not None and not todo:
         raise GradebookError(f"--only {only}: no notebook to grade there among the "
@@ -277,9 +285,10 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
                 pool.shutdown(cancel_futures=True)
     if not save(out, entries, points, partial_credit):
         raise OSError(f"the gradebook {out} could not be written (above)")
-    graded = [entry.grades for entry in entries.values() if entry.grades is not None]
+    present = [entries[key] for key in keys.values() if key in entries]  # --only: not all
+    graded = [entry.grades for entry in present if counts(entry.status)]
     try:
-        summary = write_summary(out, graded, points, partial_credit, len(entries) - len(graded))
+        summary = write_summary(out, graded, points, partial_credit, len(present) - len(graded))
         print(f"gradebook: {out}; class summary: {summary[0]}, {summary[1]}")
     except (OSError, ValueError) as error:  # the gradebook is written: say so, and go on
         print(f"gradebook: {out}; warning: the class summary could not be written ({error})",
@@ -296,8 +305,8 @@ def write_feedback(folder, entries, chosen, keys, points, partial_credit, time_l
     folder.mkdir(parents=True, exist_ok=True)
     used = collections.Counter()
     for notebook, note in sorted(chosen.items()):
-        entry = entries[keys[notebook]]
-        if note is None or entry.grades is None:
+        entry = entries.get(keys[notebook])
+        if note is None or entry is None or entry.grades is None:
             continue
         stem = entry.student or escape_name(notebook.stem)
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).lstrip(".") or "_"

@@ -20,7 +20,7 @@ from grading import wire
 from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, open_beneath, read_notebook
 from grading.plans import REPORTED, Mismatch, check_names, make_plans
-from grading.results import GRADED, Grades
+from grading.results import GRADED, TIMED_OUT, UNREADABLE, Grades
 from grading.sandbox import Sandbox
 
 MAX_PICTURE_BYTES = 16 << 20
@@ -95,7 +95,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
     except (OSError, ValueError) as error:
         why = f"the notebook {os.path.basename(path)} could not be read: {error}"
         return Grades(seed, {name: dict.fromkeys(checks, why)
-                             for name, checks in check_names().items()}, f"not graded: {why}")
+                             for name, checks in check_names().items()}, f"{UNREADABLE}: {why}")
     with contextlib.ExitStack() as stack:
         sandbox = sandbox or stack.enter_context(Sandbox(memory_limit_mb))
         hidden = hidden or HiddenInputs(seed, sandbox)
@@ -108,7 +108,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
             elif left is not None and left <= 0:
                 outcomes[name] = (f"not graded: the functions before it used up the {seconds:g} s "
                                   f"this notebook's grading may take")
-                status = f"timed out: its grading used up the {seconds:g} s it may take"
+                status = f"{TIMED_OUT}: its grading used up the {seconds:g} s it may take"
             else:
                 outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
                                               memory_limit_mb, left)

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from grading.cells import neutralise, write_whole
+from grading.results import counts
 
 CANVAS_NAME = re.compile(r"(?P<name>[^_/]+)_(?P<late>LATE_)?(?P<user>\d+)_(?P<attachment>\d+)_"
                          r"(?P<original>[^/]+)")
@@ -151,9 +152,8 @@ def table(path, wanted):
 # ----- the exports
 
 def graded_rows(gradebook):
-    """{student id: gradebook row} of the rows that were graded and belong to a student."""
-    return {row["student"]: row for row in gradebook
-            if row["student"] and row["status"].startswith("graded")}
+    """{student id: gradebook row} of the rows whose score counts and belong to a student."""
+    return {row["student"]: row for row in gradebook if row["student"] and counts(row["status"])}
 
 
 def check_maximum(path, worth, graded):

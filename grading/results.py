@@ -1,13 +1,22 @@
 """One grading's result, and the one summary of it that every front end renders (pytest's
 summary and verdicts, grade-all's gradebook row and feedback files, the class summary,
 Gradescope's results.json), with the points each function earns."""
+import re
 from dataclasses import dataclass
 
 from grading.notebook import GRADED_FUNCTIONS
 
 # The points of each function unless --points says otherwise: equal shares of 100.
 DEFAULT_POINTS = {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS}
-GRADED = "graded"  # a Grades' status when every function was graded
+# A Grades' status: "graded", or "<one of these>: why"; a gradebook row may add "; <a note>".
+GRADED, TIMED_OUT, UNREADABLE, GRADER_FAILED = "graded", "timed out", "unreadable", "grader failed"
+GONE = "no longer in the class folder"  # the note of a row whose notebook has gone
+
+
+def counts(status):
+    """Whether a gradebook row's score is the student's grade: graded in full, until its time ran
+    out, or a file that is no notebook (0), and its notebook still in the class folder."""
+    return re.split("[:;]", status)[0] in (GRADED, TIMED_OUT, UNREADABLE) and GONE not in status
 
 
 @dataclass

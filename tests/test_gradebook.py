@@ -103,6 +103,39 @@ def test_a_row_has_numeric_points_all_or_nothing_or_with_partial_credit(tmp_path
         assert (kept_points, kept_partial) == (points, partial)
 
 
+def test_a_status_note_is_read_back_apart_from_the_grades_status(tmp_path):
+    path = tmp_path / "grades.csv"
+    note = "; the newest of 2 notebooks from student 7"
+    assert save(path, {"a": Entry("a", "7", "timed out: x" + note, grades_failing())},
+                DEFAULT_POINTS, False)
+    entries, _, _ = read_gradebook(path)
+    assert entries["a"].status == "timed out: x" + note
+    assert entries["a"].grades.status == "timed out: x"
+
+
+def test_only_a_score_that_is_the_students_grade_is_exported(tmp_path, capsys):
+    every_check = {(name, check): f"{name}: no" for name, checks in check_names().items()
+                   for check in checks}
+    failed = grades_failing(every_check)
+    failed.status = "grader failed: the sandbox failed (x); the next run grades it again"
+    unreadable = grades_failing(every_check)
+    unreadable.status = "unreadable: the notebook u could not be read: not JSON"
+    entries = {"a": Entry("a", "1001", "graded", grades_failing()),
+               "g": Entry("g", "1002", failed.status, failed),
+               "h": Entry("h", "1003", "graded; no longer in the class folder: kept from a run "
+                          "before", grades_failing()),
+               "u": Entry("u", "9999", unreadable.status, unreadable)}
+    save(tmp_path / "grades.csv", entries, DEFAULT_POINTS, False)
+    canvas = canvas_file(tmp_path / "canvas.csv", CANVAS_ROWS[0],
+                         *(CANVAS_ROWS[2].replace("9999", student) for student in
+                           ("1002", "1003", "9999")))
+    main(["export", "canvas", str(tmp_path / "grades.csv"), "--gradebook", str(canvas),
+          "--assignment", "Style transfer", "--out", str(tmp_path / "import.csv")])
+    assert [row[5] for row in read_csv(tmp_path / "import.csv")[2:]] == ["100", "", "", "0"]
+    assert "no graded submission (left as they were): Canvas ID 1002, 1003" in \
+        capsys.readouterr().out
+
+
 def test_a_row_that_cannot_be_written_says_so_and_costs_no_other(tmp_path):
     class Broken:
         seed = 1

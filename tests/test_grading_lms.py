@@ -16,14 +16,13 @@ from grading.cells import FORMULA_STARTS, unescape_name
 from grading.lms import number
 from grading.notebook import GRADED_FUNCTIONS
 from grading.plans import check_names
+from grading.results import GONE, counts
 from submissions import BROKEN, cell, make_release, project_copy, with_graded_cell_replaced
 from test_gradebook import CANVAS_HEADER, MOODLE_HEADER, read_csv
+from test_gradescope_fresh_system import WRONG_GRAM_MATRIX  # A^T A: the wrong product
 from test_grading_robustness import grade_all
 
 SEED = "20261201"
-WRONG_GRAM_MATRIX = cell("gram_matrix", """
-def gram_matrix(A):
-    return tf.matmul(tf.transpose(A), A)""")  # A^T A: the wrong product
 FORMULA_ERROR = cell("total_cost", """
 def total_cost(J_content, J_style, alpha = 10, beta = 40):
     raise ValueError('=HYPERLINK("http://example.com/","click")')""")
@@ -87,7 +86,8 @@ def write_notebook(path, kind, release):
 
 @pytest.fixture(scope="module")
 def canvas(tmp_path_factory, project):
-    """Graded twice: all or nothing, then, after 1006 resubmits, with --partial-credit."""
+    """Graded twice: all or nothing, then, after 1006 resubmits and =1+1.ipynb is taken out of
+    the folder, with --partial-credit."""
     top = tmp_path_factory.mktemp("canvas")
     folder, release = top / "submissions", make_release(top / "release.ipynb")
     folder.mkdir()
@@ -99,6 +99,7 @@ def canvas(tmp_path_factory, project):
                                      project=project)
     first = rows_by_file(gradebook)
     write_notebook(folder / "parkkai_1006_50061_nst_assignment.ipynb", "ours", release)
+    (folder / "=1+1.ipynb").unlink()  # its row is kept, and counts no more
     _, printed = grade_all(folder, gradebook, "--partial-credit", "--feedback", feedback,
                            project=project)
     return {"folder": folder, "gradebook": gradebook, "feedback": feedback, "first": first,
@@ -142,6 +143,12 @@ def test_exact_points_with_partial_credit_rescored_without_regrading(canvas):
     assert "1 to grade" in canvas["printed"]  # only the resubmission
     unchanged = [n for n in rows if n != "parkkai_1006_50061_nst_assignment.ipynb"]
     assert all(rows[n]["sha256"] == canvas["first"][n]["sha256"] for n in unchanged)
+
+
+def test_a_notebook_taken_out_of_the_folder_keeps_its_row_and_counts_no_more(canvas):
+    before, after = canvas["first"]["=1+1.ipynb"], canvas["second"]["=1+1.ipynb"]
+    assert after["status"] == f"graded; {GONE}: kept from a run before"
+    assert after["results"] == before["results"] and not counts(after["status"])
 
 
 def test_a_changed_resubmission_is_regraded_without_force(canvas):
@@ -189,7 +196,7 @@ def test_every_submission_has_a_feedback_file_with_every_check(canvas):
 
 
 def test_the_summary_counts_the_class(canvas):
-    rows = [row for row in canvas["second"].values() if row["results"]]
+    rows = [row for row in canvas["second"].values() if counts(row["status"])]
     summary = canvas["gradebook"].with_name("grades.summary.md").read_text()
     assert f"{len(rows)} submissions graded, 1 not graded" in summary
     for function in GRADED_FUNCTIONS:
@@ -222,7 +229,7 @@ def test_the_canvas_file_is_filled_for_its_import_and_kept_cell_by_cell(canvas, 
     before, after = read_csv(lms_file), read_csv(out)
     column = before[0].index("Style transfer (4242)")
     scores = {row["student"]: row["score"] for row in canvas["second"].values()
-              if row["status"].startswith("graded") and row["student"]}
+              if counts(row["status"]) and row["student"]}
     assert len(before) == len(after)
     for old, new in zip(before, after):
         assert len(old) == len(new)
@@ -253,7 +260,7 @@ def moodle(tmp_path_factory, project):
     gradebook = top / "grades.csv"
     grade_all(folder, gradebook, "--seed", SEED, "--feedback", top / "feedback",
               project=project)
-    return {"gradebook": gradebook, "rows": rows_by_file(gradebook),
+    return {"gradebook": gradebook, "rows": rows_by_file(gradebook), "folder": folder,
             "feedback": top / "feedback"}
 
 
@@ -290,8 +297,7 @@ def test_the_moodle_worksheet_is_filled_for_its_upload_and_kept_cell_by_cell(moo
                      "--out", out)
     before, after = read_csv(worksheet), read_csv(out)
     grade, comments = before[0].index("Grade"), before[0].index("Feedback comments")
-    rows = {row["student"]: row for row in moodle["rows"].values()
-            if row["status"].startswith("graded")}
+    rows = {row["student"]: row for row in moodle["rows"].values() if counts(row["status"])}
     for old, new in zip(before[1:], after[1:], strict=True):
         participant = old[0].split()[-1]
         for index, (was, now) in enumerate(zip(old, new, strict=True)):
@@ -304,6 +310,26 @@ def test_the_moodle_worksheet_is_filled_for_its_upload_and_kept_cell_by_cell(moo
             assert all(f"{f} {row[f]}" in new[comments] for f in GRADED_FUNCTIONS)
     assert "no graded submission (left as they were): Participant 304" in printed
     assert_no_cell_starts_a_formula(out, 1, [grade, comments])
+
+
+def test_only_grades_one_notebook_again_and_no_other_seed(moodle, project, tmp_path):
+    gradebook = tmp_path / "grades.csv"
+    gradebook.write_bytes(moodle["gradebook"].read_bytes())
+    bo = moodle["folder"] / "Bo Lee_302_assignsubmission_file_" / "nst_assignment.ipynb"
+    command = [sys.executable, "-m", "grading", "grade-all", str(moodle["folder"]), "--out",
+               str(gradebook), "--only", str(bo)]
+    refused = subprocess.run([*command, "--seed", "7"], cwd=project, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and f"the gradebook's seed {SEED}" in refused.stderr
+    assert gradebook.read_bytes() == moodle["gradebook"].read_bytes()
+    rows, printed = grade_all(moodle["folder"], gradebook, "--only", bo, project=project)
+    assert "1 to grade" in printed
+    rows = rows_by_file(gradebook)
+    for name, row in moodle["rows"].items():
+        if name.startswith("Bo Lee"):
+            assert rows[name]["results"] == row["results"] and rows[name]["score"] == "80"
+        else:
+            assert rows[name] == row
 
 
 # ----- file names of any bytes

@@ -118,6 +118,20 @@ def test_force_regrades_submissions_already_in_the_gradebook(tmp_path):
     assert regraded["release.ipynb"]["score"] == "0"
 
 
+def test_a_row_the_grader_failed_on_is_graded_again_by_the_next_run(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    release = make_release(folder / "release.ipynb")
+    path = tmp_path / "grades.csv"
+    failed = Grades(1, {name: dict.fromkeys(checks, f"{name}: not graded")
+                        for name, checks in check_names().items()},
+                    "grader failed: the sandbox failed (a test)")
+    assert save(path, {"release.ipynb": Entry("release.ipynb", "", failed.status, failed,
+                                              digest(release))}, DEFAULT_POINTS, False)
+    rows, printed = grade_all(folder, path)
+    assert "1 to grade" in printed and rows["release.ipynb"]["status"] == "graded"
+
+
 def grading_summary(notebook):
     finished = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "tests"), "-m", "graded", "-q",
