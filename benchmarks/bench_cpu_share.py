@@ -73,10 +73,10 @@ def classmates_seconds(project, folder, scratch):
     rows, _ = grade_all(folder, gradebook, "--jobs", "2", "--time-limit", HANG_SECONDS,
                         project=project)
     hanging = rows["0_hangs.ipynb"]
-    if "did not finish within" not in hanging["first_error"]:
+    if "did not finish within" not in hanging["errors"]:
         sys.exit(f"the hanging submission did not hang in {project}: {hanging}")
     for row in rows.values():
-        if row["file"] != "0_hangs.ipynb" and row["score"] != "5/5":
+        if row["file"] != "0_hangs.ipynb" and row["score"] != "100":
             sys.exit(f"a classmate did not get 5/5 in {project}: {row}")
     return [float(rows[f"{n}_classmate.ipynb"]["seconds"]) for n in range(1, CLASSMATES + 1)]
 

@@ -16,7 +16,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from grading.feedback import function_markdown, repeat_command, text
 from grading.notebook import GRADED_FUNCTIONS, find_notebooks
+from grading.results import DEFAULT_POINTS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
@@ -26,13 +28,14 @@ CONFIG_NAME = "autograder.json"
 # memory, about 310 MB of it for a correct model_nn, some 120 MB of that shared with the
 # sandbox): with the grader and the sandbox, grading stays under GRADING_NEEDS_MIB, and a function
 # that eats memory is stopped with a message instead of the container being killed.
-DEFAULTS = {"points": {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS},
-            "seconds": 480, "time_limit": 60, "memory_limit_mb": 448}
+DEFAULTS = {"points": DEFAULT_POINTS, "partial_credit": False, "seconds": 480, "time_limit": 60,
+            "memory_limit_mb": 448}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
-# How Gradescope shows our messages: "text" shows them as written (Gradescope's default for the
-# top-level output is "simple_format", HTML, where a message with `<` would be mangled).
-OUTPUT_FORMAT = "text"
+# How Gradescope shows our messages: Markdown ("md"), every failing check of a function listed
+# with its reason in a code block, shown letter for letter (grading/feedback.py); other text is
+# escaped for Markdown. (Gradescope's default, "simple_format", would mangle a message with `<`.)
+OUTPUT_FORMAT = "md"
 
 # Grading one notebook's peak memory as a container's limit counts it: the sum of PSS, file-
 # backed pages (TensorFlow's libraries) included, over the whole grading process tree (the
@@ -173,21 +176,27 @@ def find_submission(folder):
                   f"grade: submit only your {EXPECTED_NAME}.")
 
 
-def results_for(grades, points, note, seconds):
-    """Gradescope's results.json for `grades` (None: nothing was graded, `note` says why)."""
-    tests, lines = [], [note] if note else []
+def results_for(grades, settings, note, seconds, notebook=EXPECTED_NAME):
+    """Gradescope's results.json for `grades` (None: nothing was graded, `note` says why), scored
+    with settings' points and partial_credit."""
+    points, partial = settings["points"], settings.get("partial_credit", False)
+    tests, lines = [], [text(note)] if note else []
+    earned = grades.points(points, partial) if grades is not None else {}
     for name in GRADED_FUNCTIONS:
         result = None if grades is None else grades.function(name)
         passed = result is not None and result.passed
-        reason = note if result is None else result.reason
-        tests.append({"name": name, "score": points[name] if passed else 0,
-                      "max_score": points[name], "status": "passed" if passed else "failed",
-                      "output": "All checks pass." if passed else reason,
+        tests.append({"name": name, "score": earned.get(name, 0), "max_score": points[name],
+                      "status": "passed" if passed else "failed",
+                      "output": text(note) if result is None else function_markdown(result),
                       "output_format": OUTPUT_FORMAT, "visibility": "visible"})
     if grades is not None:
-        lines.append(f"{grades.total_line()}. Hidden inputs were drawn from seed {grades.seed}.")
+        command = repeat_command(notebook, grades.seed, settings["time_limit"],
+                                 settings["memory_limit_mb"])
+        lines.append(f"{grades.total_line()}. Hidden inputs were drawn from seed {grades.seed}; "
+                     f"this grades your notebook again with them, in the course's folder:\n\n"
+                     f"    {command}\n")
     return {"score": round(sum(test["score"] for test in tests), 4),
-            "execution_time": round(seconds), "output": " ".join(lines),
+            "execution_time": round(seconds), "output": "\n\n".join(lines),
             "output_format": OUTPUT_FORMAT, "test_output_format": OUTPUT_FORMAT,
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
@@ -249,7 +258,7 @@ def memory_check(results_folder, settings, started, container_mib=None):
         return False
     if too_small:
         print(too_small, flush=True)  # for the instructor's log (stdout) too
-        results = results_for(None, settings["points"], too_small, time.monotonic() - started)
+        results = results_for(None, settings, too_small, time.monotonic() - started)
         (results_folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return bool(too_small)
 
@@ -277,9 +286,10 @@ def run(root, container_mib=None):
                                         settings["time_limit"], settings["memory_limit_mb"],
                                         sandbox=sandbox,
                                         seconds=settings["seconds"] - SET_UP_SECONDS)
-        results = results_for(grades, settings["points"], note, time.monotonic() - started)
+        results = results_for(grades, settings, note, time.monotonic() - started,
+                              notebook.name if notebook is not None else EXPECTED_NAME)
     except Exception as error:  # the autograder's own failure: still a results.json
-        results = results_for(None, settings["points"], f"The autograder failed ({error!r}); "
+        results = results_for(None, settings, f"The autograder failed ({error!r}); "
                               f"please tell your instructor.", time.monotonic() - started)
     (results_folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 

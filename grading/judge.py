@@ -19,7 +19,7 @@ from grading import pictures, wire
 from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
 from grading.plans import REPORTED, Mismatch, check_names, make_plans
-from grading.results import Grades
+from grading.results import GRADED, TIMED_OUT, UNREADABLE, Grades
 from grading.sandbox import Sandbox
 
 PICTURE_NAMES = [f"{i}.png" for i in REPORTED] + ["generated_image.jpg"]
@@ -93,11 +93,11 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
         why = wire.plain_text(f"the notebook {os.fsdecode(os.path.basename(path))} could not "
                               f"be read: {error}")
         return Grades(seed, {name: dict.fromkeys(checks, why)
-                             for name, checks in check_names().items()})
+                             for name, checks in check_names().items()}, f"{UNREADABLE}: {why}")
     with contextlib.ExitStack() as stack:
         sandbox = sandbox or stack.enter_context(Sandbox(memory_limit_mb))
         hidden = hidden or HiddenInputs(seed, sandbox)
-        outcomes = {}
+        outcomes, status = {}, GRADED
         for name in GRADED_FUNCTIONS:
             left = None if seconds is None else seconds - (time.monotonic() - started)
             if name not in cells:
@@ -106,6 +106,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
             elif left is not None and left <= 0:
                 outcomes[name] = (f"not graded: the functions before it used up the {seconds:g} s "
                                   f"this notebook's grading may take")
+                status = f"{TIMED_OUT}: its grading used up the {seconds:g} s it may take"
             else:
                 outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
                                               memory_limit_mb, left)
@@ -113,7 +114,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
     return Grades(hidden.seed, {name: {check: None if reason is None else wire.plain_text(reason)
                                        for check, reason in decide(name, hidden.plans[name],
                                                                    outcomes[name]).items()}
-                                for name in GRADED_FUNCTIONS})
+                                for name in GRADED_FUNCTIONS}, status)
 
 
 def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, seconds_left):

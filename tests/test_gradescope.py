@@ -15,6 +15,8 @@ import pytest
 from conftest import ROOT
 from grading import gradescope
 from grading.notebook import GRADED_FUNCTIONS
+from grading.plans import check_names
+from grading.results import Grades
 from submissions import ATTACKS, BROKEN, make_release, with_graded_cell_replaced
 
 BUDGET = 60  # seconds a submission may take in the bundle for hanging (30 for the functions,
@@ -82,6 +84,11 @@ def scores(results):
     return {test["name"]: test["score"] for test in results["tests"]}
 
 
+def plain(markdown):
+    """Markdown's text with its backslash escapes undone."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def test_our_notebook_gets_full_marks(bundle, tmp_path):
     results, _ = autograde(bundle, tmp_path, {
         "nst_assignment.ipynb": (ROOT / "nst_assignment.ipynb").read_bytes()})
@@ -93,8 +100,14 @@ def test_the_release_gets_zero_with_every_functions_reason(bundle, tmp_path):
     release = make_release(tmp_path / "release.ipynb")
     results, _ = autograde(bundle, tmp_path / "run", {"nst_assignment.ipynb": release.read_bytes()})
     assert results["score"] == 0
-    for test in results["tests"]:
-        assert test["status"] == "failed" and test["output"].startswith(test["name"]), test
+    checks = check_names()
+    for test in results["tests"]:  # every check listed, each failing one with its reason
+        name = test["name"]
+        assert test["status"] == "failed", test
+        assert test["output"].startswith(f"{len(checks[name])} of {len(checks[name])} checks fail")
+        assert test["output"].count("- FAIL `") == len(checks[name]), test["output"]
+        for check in checks[name]:
+            assert f"- FAIL `test_{name}[{check}]`:\n\n      {name}: " in test["output"], check
 
 
 @pytest.mark.parametrize("kind", ["syntax_error", "kills_the_grader"])
@@ -114,7 +127,8 @@ def test_no_notebook_gets_zero_and_says_what_to_upload(bundle, tmp_path):
 def test_two_notebooks_without_ours_get_zero_and_say_which_to_submit(bundle, tmp_path):
     ours = (ROOT / "nst_assignment.ipynb").read_bytes()
     results, _ = autograde(bundle, tmp_path, {"draft.ipynb": ours, "final.ipynb": ours})
-    assert results["score"] == 0 and "submit only your nst_assignment.ipynb" in results["output"]
+    assert results["score"] == 0
+    assert "submit only your nst_assignment.ipynb" in plain(results["output"])
 
 
 def test_with_several_notebooks_the_assignments_is_graded(bundle, tmp_path):
@@ -122,7 +136,7 @@ def test_with_several_notebooks_the_assignments_is_graded(bundle, tmp_path):
     results, _ = autograde(bundle, tmp_path, {"nst_assignment.ipynb": ours,
                                               "old/draft.ipynb": b"not json"})
     assert results["score"] == pytest.approx(100)
-    assert "nst_assignment.ipynb was graded" in results["output"]
+    assert "nst_assignment.ipynb was graded" in plain(results["output"])
 
 
 def test_a_file_that_is_not_json_gets_zero_and_says_so(bundle, tmp_path):
@@ -147,10 +161,49 @@ def test_a_submission_that_hangs_stays_within_the_budget(tmp_path):
     assert "used up the" in outputs["model_nn"]
 
 
-def test_messages_are_shown_as_plain_text(bundle, tmp_path):
+def test_messages_are_markdown_that_shows_them_as_written(bundle, tmp_path):
     results, _ = autograde(bundle, tmp_path, {"answers.pdf": b"%PDF-1.4"})
-    assert results["output_format"] == results["test_output_format"] == "text"
-    assert all(test["output_format"] == "text" for test in results["tests"])
+    assert results["output_format"] == results["test_output_format"] == "md"
+    assert all(test["output_format"] == "md" for test in results["tests"])
+    assert "upload your nst\\_assignment.ipynb" in results["output"]  # _ would start emphasis
+
+
+def grades_failing(failures):
+    """Grades of a notebook whose checks pass but `failures` ({(function, check): reason})."""
+    results = {name: dict.fromkeys(checks) for name, checks in check_names().items()}
+    for (function, check), reason in failures.items():
+        results[function][check] = reason
+    return Grades(3, results)
+
+
+def test_results_list_every_failing_check_and_score_partial_credit():
+    grades = grades_failing({
+        ("gram_matrix", "matches_numpy_on_hidden_input_1"): "gram_matrix: *one*",
+        ("gram_matrix", "matches_numpy_on_hidden_input_3"): "gram_matrix: <two>"})
+    settings = {**gradescope.DEFAULTS, "points": {**gradescope.DEFAULTS["points"],
+                                                  "gram_matrix": 30}}
+    for partial, earned in ((False, 0), (True, 18)):  # 3 of 5 checks pass: 3/5 of 30 points
+        results = valid(gradescope.results_for(grades, {**settings, "partial_credit": partial},
+                                               "", 10))
+        test = next(test for test in results["tests"] if test["name"] == "gram_matrix")
+        assert test["score"] == earned and test["max_score"] == 30 and test["status"] == "failed"
+        assert "      gram_matrix: *one*\n" in test["output"]  # in code blocks: shown as written
+        assert "      gram_matrix: <two>\n" in test["output"]
+        assert "- pass `test_gram_matrix[gives_reference_value]`" in test["output"]
+        assert results["score"] == pytest.approx(80 + earned)
+        assert "--seed 3 --time-limit 60 --memory-limit 448" in results["output"]
+
+
+def test_partial_credit_bundle_gives_the_share_of_checks_that_pass(tmp_path):
+    """A compute_content_cost that returns the Expected Output value passes that check only."""
+    bundle = build(tmp_path, "--partial-credit")
+    function, source = BROKEN["hard_coded_expected_output"]
+    notebook = with_graded_cell_replaced(function, source, tmp_path / "student.ipynb")
+    results, _ = autograde(bundle, tmp_path / "run", {"nst_assignment.ipynb":
+                                                      notebook.read_bytes()})
+    share = 20 * 1 / len(check_names()[function])
+    assert scores(results) == {name: share if name == function else 20
+                               for name in GRADED_FUNCTIONS}
 
 
 def test_setup_installs_only_what_grading_needs(bundle, tmp_path):

@@ -128,9 +128,9 @@ def test_a_thief_graded_after_its_victim_finds_nothing_of_the_victims_code(tmp_p
     release = make_release(tmp_path / "release.ipynb")
     with_graded_cell_replaced("compute_content_cost", THIEF, folder / "b_thief.ipynb", release)
     rows, _ = grade_all(folder, tmp_path / "grades.csv", "--jobs", "1", project=project)
-    assert rows["a_victim.ipynb"]["score"] == "5/5", rows["a_victim.ipynb"]
-    assert rows["b_thief.ipynb"]["compute_content_cost"] == "fail", rows["b_thief.ipynb"]
-    assert "got 0., expected" in rows["b_thief.ipynb"]["first_error"]
+    assert rows["a_victim.ipynb"]["score"] == "100", rows["a_victim.ipynb"]
+    assert rows["b_thief.ipynb"]["compute_content_cost"] == "0", rows["b_thief.ipynb"]
+    assert "got 0., expected" in rows["b_thief.ipynb"]["errors"]
 
 
 def test_a_submission_grabbing_every_process_costs_its_classmates_nothing(tmp_path, project):
@@ -144,9 +144,9 @@ def test_a_submission_grabbing_every_process_costs_its_classmates_nothing(tmp_pa
         (folder / f"{name}.ipynb").write_bytes((ROOT / "nst_assignment.ipynb").read_bytes())
     rows, _ = grade_all(folder, tmp_path / "grades.csv", "--jobs", "2", project=project)
     for name in ("classmate_1", "classmate_2", "classmate_3"):
-        assert rows[f"{name}.ipynb"]["score"] == "5/5", rows[f"{name}.ipynb"]
+        assert rows[f"{name}.ipynb"]["score"] == "100", rows[f"{name}.ipynb"]
     grabber = rows["grabber.ipynb"]
-    assert [f for f in GRADED_FUNCTIONS if grabber[f] == "fail"] == ["total_cost"], grabber
+    assert [f for f in GRADED_FUNCTIONS if grabber[f] == "0"] == ["total_cost"], grabber
 
 
 def process_memory(pid):

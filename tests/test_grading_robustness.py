@@ -11,7 +11,10 @@ import time
 import pytest
 
 from conftest import ROOT
+from grading.gradebook import Entry, digest, save
 from grading.notebook import GRADED_FUNCTIONS
+from grading.plans import check_names
+from grading.results import DEFAULT_POINTS, Grades
 from submissions import (ATTACKS, BROKEN, KEYRING_SECRET, make_release, plant_graders_key,
                          project_copy, with_graded_cell_replaced)
 
@@ -51,13 +54,13 @@ def gradebook(class_folder, tmp_path_factory):
 
 def test_solution_passes_every_function(gradebook):
     _, rows = gradebook
-    assert rows["solution.ipynb"]["score"] == "5/5", rows["solution.ipynb"]
+    assert rows["solution.ipynb"]["score"] == "100", rows["solution.ipynb"]
 
 
 def test_release_fails_every_function_quickly(gradebook):
     _, rows = gradebook
     row = rows["release.ipynb"]
-    assert row["score"] == "0/5" and all(row[name] == "fail" for name in GRADED_FUNCTIONS)
+    assert row["score"] == "0" and all(row[name] == "0" for name in GRADED_FUNCTIONS)
     assert float(row["seconds"]) < 60, row
 
 
@@ -71,9 +74,9 @@ def test_the_gradebook_holds_no_key_and_no_control_character(gradebook):
 def test_broken_submission_fails_only_the_broken_function(gradebook, kind):
     _, rows = gradebook
     row, broken = rows[f"{kind}.ipynb"], {**BROKEN, **ATTACKS}[kind][0]
-    assert row[broken] == "fail", row
-    assert all(row[name] == "pass" for name in GRADED_FUNCTIONS if name != broken), row
-    assert row["first_error"].startswith(broken + ":"), row
+    assert row[broken] == "0", row
+    assert all(row[name] == "20" for name in GRADED_FUNCTIONS if name != broken), row
+    assert row["errors"].startswith(broken + ":") and " | " not in row["errors"], row
     assert float(row["seconds"]) < 120, row
 
 
@@ -96,7 +99,7 @@ EXPECTED_REASONS = {
 @pytest.mark.parametrize("kind", EXPECTED_REASONS)
 def test_broken_submission_gets_a_message_naming_the_problem(gradebook, kind):
     _, rows = gradebook
-    assert EXPECTED_REASONS[kind] in rows[f"{kind}.ipynb"]["first_error"]
+    assert EXPECTED_REASONS[kind] in rows[f"{kind}.ipynb"]["errors"]
 
 
 def test_gradebook_has_one_row_per_submission_and_rerun_skips_them(gradebook, class_folder):
@@ -104,25 +107,36 @@ def test_gradebook_has_one_row_per_submission_and_rerun_skips_them(gradebook, cl
     assert set(rows) == {p.name for p in class_folder.glob("*.ipynb")}
     before = path.read_text()
     again, printed = grade_all(class_folder, path, "--jobs", "2")
-    assert f"{len(rows)} already graded, 0 to grade" in printed
+    assert f"{len(rows)} already graded or superseded, 0 to grade" in printed
     assert path.read_text() == before
 
 
 def test_force_regrades_submissions_already_in_the_gradebook(tmp_path):
     folder = tmp_path / "class"
     folder.mkdir()
-    make_release(folder / "release.ipynb")
+    release = make_release(folder / "release.ipynb")
     path = tmp_path / "grades.csv"
-    fake = {"file": "release.ipynb", **{n: "pass" for n in GRADED_FUNCTIONS}, "score": "5/5",
-            "seconds": "0", "first_error": ""}
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, list(fake))
-        writer.writeheader()
-        writer.writerow(fake)
+    passing = Grades(1, {name: dict.fromkeys(checks) for name, checks in check_names().items()})
+    fake = Entry("release.ipynb", "", "graded", passing, digest(release))  # unchanged: kept
+    assert save(path, {"release.ipynb": fake}, DEFAULT_POINTS, False)
     kept, _ = grade_all(folder, path)
-    assert kept["release.ipynb"]["score"] == "5/5"
+    assert kept["release.ipynb"]["score"] == "100"
     regraded, _ = grade_all(folder, path, "--force")
-    assert regraded["release.ipynb"]["score"] == "0/5"
+    assert regraded["release.ipynb"]["score"] == "0"
+
+
+def test_a_row_the_grader_failed_on_is_graded_again_by_the_next_run(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    release = make_release(folder / "release.ipynb")
+    path = tmp_path / "grades.csv"
+    failed = Grades(1, {name: dict.fromkeys(checks, f"{name}: not graded")
+                        for name, checks in check_names().items()},
+                    "grader failed: the sandbox failed (a test)")
+    assert save(path, {"release.ipynb": Entry("release.ipynb", "", failed.status, failed,
+                                              digest(release))}, DEFAULT_POINTS, False)
+    rows, printed = grade_all(folder, path)
+    assert "1 to grade" in printed and rows["release.ipynb"]["status"] == "graded"
 
 
 def grading_summary(notebook):
