@@ -258,7 +258,8 @@ def test_after_section_5_section_4_keeps_its_output_folder_and_can_start_again(t
     session open: section 4's cells, run again afterwards, write to output/ and print no ERROR."""
     notebook = nbformat.read(notebook_path, as_version=4)
     cells = notebook.cells
-    session_cell = next(c for c in cells if "sess = tf.InteractiveSession()" in c.source)
+    session_cell = next(c for c in cells if c.cell_type == "code"
+                        and "sess = tf.InteractiveSession()" in c.source)
     cells += [nbformat.v4.new_code_cell('print(f"output folder: {CONFIG.OUTPUT_DIR}")'),
               nbformat.v4.new_code_cell(session_cell.source),
               nbformat.v4.new_code_cell('print(f"open: {not sess._closed}")')]
@@ -269,7 +270,7 @@ def test_after_section_5_section_4_keeps_its_output_folder_and_can_start_again(t
     assert "output folder: output/\nopen: True\n" in text
     assert alarming_lines(stream_text(executed)) == []
     assert alarming_lines(finished.stdout) == [] and alarming_lines(finished.stderr) == []
-    assert {p.name for p in (project / "output" / "my_images").iterdir()} == {
+    assert {p.name for p in (tmp_path / "project" / "output" / "my_images").iterdir()} == {
         "0.png", "generated_image.jpg", "summary.png", "costs.png"}
 
 
@@ -300,7 +301,8 @@ def test_sections_4_and_5_run_again_in_any_order_print_no_error(tmp_path, notebo
     the contact sheet after a short run shows its own picture only."""
     notebook = nbformat.read(notebook_path, as_version=4)
     cells = notebook.cells
-    start = next(i for i, c in enumerate(cells) if "sess = tf.InteractiveSession()" in c.source)
+    start = next(i for i, c in enumerate(cells) if c.cell_type == "code"
+                 and "sess = tf.InteractiveSession()" in c.source)
     sheet = next(i for i, c in enumerate(cells) if c.source.startswith("plot_iterations()"))
     section_4 = [c.source for c in cells[start:sheet + 1] if c.cell_type == "code"]
     section_5 = [c.source for c in cells if c.source.startswith(("# Your pictures", "sess.close()"))]
