@@ -51,21 +51,24 @@ def load_vgg_model(path):
     """Build VGG-19's conv layers from the .mat at `path` as a dict of tf.compat.v1 tensors.
 
     'input' is a (1, IMAGE_HEIGHT, IMAGE_WIDTH, 3) float32 Variable; convN_i are conv + bias +
-    ReLU with the file's weights (as constants: gradients flow to the input only; the convs in
-    CONFIG.CONV_PRECISION, the wide float32 ones on a CPU by Winograd's algorithm, see conv_plan
-    and conv3x3; everything else in float32); avgpoolN replace VGG's max pooling, as Gatys et al.
-    suggest. The fully connected layers are not used.
+    ReLU with the file's weights (as constants: gradients flow to the input only; the wide
+    float32 convs on a CPU by Winograd's algorithm, see conv_plan and conv3x3); avgpoolN replace
+    VGG's max pooling, as Gatys et al. suggest. The fully connected layers are not used. Every
+    layer in the dict is float32; with CONFIG.CONV_PRECISION "bfloat16" the network between the
+    input and them runs in bfloat16 (see _bfloat16_layers).
     """
     weights = read_vgg19_weights(path)
     precision, winograd = conv_plan()
     shape = (1, CONFIG.IMAGE_HEIGHT, CONFIG.IMAGE_WIDTH, CONFIG.COLOR_CHANNELS)
     graph = {"input": tf.Variable(np.zeros(shape), dtype="float32")}
+    if precision == "bfloat16":
+        return _bfloat16_layers(graph, weights)
     previous = graph["input"]
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel, precision=precision,
+            conv = conv3x3(previous, kernel,
                            winograd=winograd and kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
             previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
         previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
@@ -432,8 +435,9 @@ def _winograd_conv2d(x, transformed, flip=False):
 def conv3x3(x, kernel, winograd=False, precision="float32"):
     """Stride-1, SAME conv of x with a (3, 3, C_in, C_out) NumPy kernel, direct or by Winograd;
     its gradient goes to x only, as the same kind of conv with the flipped kernel. With precision
-    "bfloat16" (direct only), x (or the gradient) and the kernel are rounded to bfloat16 for the
-    conv, whose result comes back as float32."""
+    "bfloat16" (direct only), the kernel is rounded to bfloat16, and so is a float32 x (or the
+    gradient) for the conv, whose result comes back in x's dtype: float32 for a float32 x, with a
+    cast each way; a bfloat16 x gives a bfloat16 result, no cast."""
     if winograd:
         if precision != "float32":
             raise ValueError(f"Winograd's convs are float32 only, not {precision}")
@@ -444,12 +448,35 @@ def conv3x3(x, kernel, winograd=False, precision="float32"):
     else:
         def conv2d(x, flip=False):
             kernel_ = tf.constant(_flipped(kernel) if flip else kernel, dtype=precision)
-            return tf.cast(tf.nn.conv2d(tf.cast(x, precision), kernel_, 1, "SAME"), tf.float32)
+            return tf.cast(tf.nn.conv2d(tf.cast(x, precision), kernel_, 1, "SAME"), x.dtype)
 
     @tf.custom_gradient
     def conv(x):
         return conv2d(x), lambda grad: conv2d(grad, flip=True)
     return conv(x)
+
+
+def _bfloat16_layers(graph, weights):
+    """load_vgg_model's layers in bfloat16 from graph['input'] on: the input is cast once, and
+    the convs, biases, ReLUs, pools and their gradients run in bfloat16. What the dict holds for
+    each layer is a float32 copy (a Cast named as the layer): a graph runs only the ops a fetch
+    needs, so a copy costs nothing unless the costs or a sess.run read that layer, and the
+    gradient of what they read flows back through it (and the input's cast) to the float32
+    input."""
+    previous = tf.cast(graph["input"], tf.bfloat16, name="input_bfloat16")
+    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            name = f"conv{block}_{i}"
+            kernel, bias = weights[name]
+            conv = conv3x3(previous, kernel, precision="bfloat16")
+            previous = tf.nn.relu(conv + tf.constant(bias, dtype=tf.bfloat16),
+                                  name=f"{name}_bfloat16")
+            graph[name] = tf.cast(previous, tf.float32, name=name)
+        name = f"avgpool{block}"
+        previous = tf.nn.avg_pool(previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1],
+                                  padding="SAME", name=f"{name}_bfloat16")
+        graph[name] = tf.cast(previous, tf.float32, name=name)
+    return graph
 
 
 # ----- the convs' precision: float32, or bfloat16 where the machine computes it natively -----

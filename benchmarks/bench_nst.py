@@ -1,8 +1,9 @@
 """Benchmark the notebook's style-transfer loop against a TF2 peer and the machine's matmul peak.
 
-    python benchmarks/bench_nst.py [--quick] [--layers | --accuracy | --run-time]
-                                   [--json results.json]
-                                   [--iterations 12] [--accuracy-iterations 200] [--out DIR]
+    python benchmarks/bench_nst.py [--quick] [--layers | --accuracy | --run-time | --profile]
+                                   [--json results.json] [--iterations 12]
+                                   [--accuracy-iterations 200] [--out DIR]
+                                   [--profile-iterations 2]
 
 Writes a VGG-19 of random weights at full width in MatConvNet's layout (timing does not depend
 on the values), builds section 4's graph with the graded functions taken from the notebook, and
@@ -22,7 +23,14 @@ its input gradient the direct way in float32 and in bfloat16, and by Winograd
 
 The accuracy run optimises section 4 for --accuracy-iterations in float32 and then in bfloat16
 from the same start and compares every printed cost and the final pictures (PSNR; a figure
-side by side in --out); --accuracy runs only this.
+side by side in --out), and, for scale, a float32 run from another start with the first;
+--accuracy runs only this.
+
+--profile runs only this: each loop (ours in float32 and in bfloat16, the TF2 peer in float32
+and under mixed_bfloat16) in its own process, one after the other, for --profile-iterations
+under TensorFlow's profiler, and prints the share of op time in convs (for Winograd, its
+transforms too), casts, element-wise ops (bias, ReLU, gradient sums), pooling, the costs and
+Adam.
 """
 import argparse
 import json
@@ -107,10 +115,10 @@ def timed(function):
     return time.perf_counter() - started
 
 
-def section_4(weights_path, height, width, notebook, precision="float32"):
-    """Section 4 of the notebook (graded functions from `notebook`), VGG's convs in `precision`
-    (bfloat16 also where it is only emulated), built and started from the noisy image of seed
-    1: (session, model, train_step, [J, J_content, J_style])."""
+def section_4(weights_path, height, width, notebook, precision="float32", seed=1):
+    """Section 4 of the notebook (graded functions from `notebook`), VGG in `precision`
+    (bfloat16 also where it is only emulated), built and started from the noisy image of
+    `seed`: (session, model, train_step, [J, J_content, J_style])."""
     from grading.notebook import trusted_graded_functions
     from nst_utils import CONFIG, FORCE_BFLOAT16, generate_noise_image, load_vgg_model, tf
 
@@ -132,7 +140,7 @@ def section_4(weights_path, height, width, notebook, precision="float32"):
     J = total_cost(J_content, J_style, alpha=10, beta=40)
     train_step = tf.train.AdamOptimizer(2.0).minimize(J)
     sess.run(tf.global_variables_initializer())
-    np.random.seed(1)
+    np.random.seed(seed)
     sess.run(model["input"].assign(generate_noise_image(content_image)))
     return sess, model, train_step, [J, J_content, J_style]
 
@@ -219,6 +227,125 @@ def tf2_peer(weights_path, height, width, policy="float32"):
         optimizer.apply_gradients([(tape.gradient(J, image), image)])
 
     return lambda: (step(), image.numpy())
+
+
+# --profile: where an iteration's time goes, from TensorFlow's own profiler (its trace of every
+# op run, the XPlane that TensorBoard's profile plugin reads), by kind of op
+PROFILE_KINDS = ("convs", "casts", "element-wise", "pooling", "costs", "Adam", "other")
+CONV_TYPES = {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "_FusedConv2D"}
+ELEMENT_WISE_TYPES = {"Relu", "ReluGrad", "BiasAdd", "BiasAddGrad", "AddV2", "Add", "AddN"}
+OTHER_TYPES = {"ReadVariableOp", "Identity", "IdentityN", "Const", "NoOp", "_Send", "_Recv",
+               "VariableV2", "VarHandleOp", "_Arg", "_Retval"}
+
+
+def recording_convs():
+    """From now on, the names of the ops nst_utils.conv3x3 creates (for Winograd, its
+    transforms and matrix products too), in a set this returns."""
+    import nst_utils
+
+    names, conv3x3 = set(), nst_utils.conv3x3
+
+    def recorded(*args, **kwargs):
+        graph = nst_utils.tf.get_default_graph()
+        before = len(graph.get_operations())
+        y = conv3x3(*args, **kwargs)
+        names.update(op.name for op in graph.get_operations()[before:])
+        return y
+    nst_utils.conv3x3 = recorded
+    return names
+
+
+def profile_kind(name, op_type, conv_ops=frozenset()):
+    """PROFILE_KINDS' kind of an op run (name and type as the profiler names them); `conv_ops`:
+    the names recording_convs saw, whose ops and gradients are convs whatever their type."""
+    scope = name.split("/")
+    forward = scope[1][:-len("_grad")] if scope[0].startswith("gradients") and len(scope) > 2 \
+        else scope[0]
+    if op_type == "Cast":
+        return "casts"
+    if op_type in CONV_TYPES or name in conv_ops or forward in conv_ops:
+        return "convs"
+    if op_type in ("AvgPool", "AvgPoolGrad"):
+        return "pooling"
+    if "adam" in name.lower() or "power" in name or op_type.endswith("ApplyAdam"):
+        return "Adam"
+    if op_type in ELEMENT_WISE_TYPES:
+        return "element-wise"
+    return "other" if op_type in OTHER_TYPES else "costs"
+
+
+def profiled(iteration, iterations, conv_ops=frozenset()):
+    """Run `iteration` `iterations` times under TensorFlow's profiler: the seconds per iteration
+    (with the profiler on), and the op time per iteration by PROFILE_KINDS (summed over the
+    threads that ran ops, so it can exceed the wall time when two ops run at once)."""
+    import glob
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        seconds = sum(timed(iteration) for _ in range(iterations)) / iterations
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(Path(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0])
+                              .read_bytes())
+    kinds, types = dict.fromkeys(PROFILE_KINDS, 0.0), {}
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                op = plane.event_metadata[event.metadata_id]
+                if op.display_name and ":" in op.name:  # an op: "name:Type", its type shown
+                    kind = profile_kind(op.name.rsplit(":", 1)[0], op.display_name, conv_ops)
+                    kinds[kind] += event.duration_ps * 1e-12 / iterations
+                    key = f"{kind}: {op.display_name}"
+                    types[key] = types.get(key, 0) + event.duration_ps * 1e-12 / iterations
+    return {"seconds_per_iteration": seconds, "op_seconds": kinds,
+            "op_seconds_by_type": dict(sorted(types.items(), key=lambda item: -item[1]))}
+
+
+PROFILED = {"ours, float32": ("tf1", "float32"), "ours, bfloat16": ("tf1", "bfloat16"),
+            "TF2 peer, float32": ("peer", "float32"),
+            "TF2 peer, Keras mixed_bfloat16": ("peer", "mixed_bfloat16")}
+
+
+def profile_one(kind, precision, weights, height, width, notebook, iterations):
+    """In its own process (see profile): one loop, warmed up once, then profiled; JSON."""
+    if kind == "tf1":
+        conv_ops = recording_convs()
+        iteration = tf1_loop(weights, height, width, notebook, precision)
+    else:
+        conv_ops, iteration = set(), tf2_peer(weights, height, width, precision)
+    iteration()
+    print(json.dumps(profiled(iteration, iterations, conv_ops)), flush=True)
+
+
+def profile(height, width, scale, iterations, notebook):
+    """PROFILED, one after the other, each in its own process: the share of op time of each
+    of PROFILE_KINDS, printed as a table."""
+    from grading.mat_fixture import write_vgg19_mat
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
+        for loop, (kind, precision) in PROFILED.items():
+            run = subprocess.run([sys.executable, __file__, "--profile-one", kind, precision,
+                                  str(weights), str(height), str(width), notebook,
+                                  str(iterations)], capture_output=True, text=True)
+            if run.returncode:
+                sys.exit(f"profiling {loop} failed:\n{run.stderr[-2000:]}")
+            results[loop] = json.loads(run.stdout.splitlines()[-1])
+    print(f"{width}x{height}, {iterations} profiled iterations each (after one to warm up), "
+          f"share of op time (TensorFlow's profiler; op time summed over threads):", flush=True)
+    print(f"| loop | s/iteration (profiling) | op s/iteration | "
+          + " | ".join(PROFILE_KINDS) + " |")
+    print("|---" * (3 + len(PROFILE_KINDS)) + "|")
+    for loop, found in results.items():
+        total = sum(found["op_seconds"].values())
+        print(f"| {loop} | {found['seconds_per_iteration']:.3f} | {total:.3f} | " + " | ".join(
+            f"{100 * found['op_seconds'][kind] / total:.1f} %" for kind in PROFILE_KINDS)
+              + " |", flush=True)
+    return results
 
 
 def serve(iteration):
@@ -358,10 +485,15 @@ def main(argv=None):
     only.add_argument("--layers", action="store_true",
                       help="only the per-layer times: direct, by Winograd, in bfloat16")
     only.add_argument("--accuracy", action="store_true",
-                      help="only the accuracy run: float32 against bfloat16 convs")
+                      help="only the accuracy run: float32 against bfloat16")
     only.add_argument("--run-time", action="store_true",
                       help="only a student's run: section 4 built and run for "
                            "--accuracy-iterations (200) in float32, timed as a whole")
+    only.add_argument("--profile", action="store_true",
+                      help="only where the time goes: the share of convs, casts, element-wise "
+                           "ops, pooling, costs and Adam in an iteration of each loop")
+    parser.add_argument("--profile-iterations", type=int, default=2,
+                        help="profiled iterations of each loop with --profile (2)")
     parser.add_argument("--accuracy-iterations", type=int,
                         help="iterations of the accuracy run (200; 21 with --quick; 0: none)")
     parser.add_argument("--accuracy-size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"),
@@ -375,6 +507,7 @@ def main(argv=None):
                         help=argparse.SUPPRESS)  # internal: serve the TF2 peer's iterations
     parser.add_argument("--matmul", choices=MATMULS,
                         help=argparse.SUPPRESS)  # internal: serve matmuls
+    parser.add_argument("--profile-one", nargs=7, help=argparse.SUPPRESS)  # internal: profile
     args = parser.parse_args(argv)
     if args.iterations < (1 if args.quick else 10):
         parser.error("--iterations: at least 10 timed iterations (at least 1 with --quick)")
@@ -386,6 +519,10 @@ def main(argv=None):
         return serve(tf2_peer(args.peer[0], int(args.peer[1]), int(args.peer[2]), args.peer[3]))
     if args.matmul:
         return serve(matmul(args.matmul))
+    if args.profile_one:
+        kind, precision, weights, height, width, notebook, iterations = args.profile_one
+        return profile_one(kind, precision, weights, int(height), int(width), notebook,
+                           int(iterations))
 
     from grading.mat_fixture import scaled_widths
 
@@ -397,11 +534,14 @@ def main(argv=None):
     if args.run_time:
         results["run_time"] = run_time(height, width, scale, args.accuracy_iterations or (
             21 if args.quick else 200), args.notebook)
+    elif args.profile:
+        results["profile"] = profile(height, width, scale, args.profile_iterations,
+                                     args.notebook)
     elif not args.accuracy:
         if not args.layers:
             results.update(whole_iteration(height, width, scale, args.iterations, args.notebook))
         results["layers"] = layer_times(height, width, widths, args.iterations)
-    if not (args.layers or args.run_time) and args.accuracy_iterations != 0:
+    if not (args.layers or args.run_time or args.profile) and args.accuracy_iterations != 0:
         results["accuracy"] = accuracy_run(
             *(args.accuracy_size or (height, width)), scale,
             args.accuracy_iterations or (21 if args.quick else 200), args.notebook,
@@ -522,9 +662,10 @@ def psnr(a, b):
 
 
 def accuracy_run(height, width, scale, iterations, notebook, out):
-    """Section 4 for `iterations` in float32 and then in bfloat16 convs, from the same start:
-    the relative difference of every cost model_nn prints (every 20 iterations), the PSNR of
-    the final pictures, and float32 | bfloat16 | difference saved as accuracy.png in `out`."""
+    """Section 4 for `iterations` in float32 and then in bfloat16, from the same start (seed
+    1): the relative difference of every cost model_nn prints (every 20 iterations), the PSNR of
+    the final pictures, and float32 | bfloat16 | difference saved as accuracy.png in `out`. For
+    scale, the same for float32 from another start (seed 2) against seed 1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -536,10 +677,10 @@ def accuracy_run(height, width, scale, iterations, notebook, out):
     runs = {}
     with tempfile.TemporaryDirectory() as scratch:
         weights = write_vgg19_mat(Path(scratch) / "vgg19.mat", width_scale=scale, with_fc=False)
-        for precision in ("float32", "bfloat16"):
+        for precision, seed in (("float32", 1), ("bfloat16", 1), ("float32", 2)):
             started = time.perf_counter()
             sess, model, train_step, costs = section_4(weights, height, width, notebook,
-                                                       precision)
+                                                       precision, seed)
             printed = []
             for i in range(iterations):
                 sess.run(train_step)
@@ -547,25 +688,35 @@ def accuracy_run(height, width, scale, iterations, notebook, out):
                 if i % 20 == 0:
                     printed.append([float(cost) for cost in sess.run(costs)])
             sess.close()
-            runs[precision] = printed, deprocess_image(image), time.perf_counter() - started
-    (exact, picture, seconds), (rounded, rounded_picture, bf16_seconds) = runs.values()
+            runs[precision, seed] = printed, deprocess_image(image), time.perf_counter() - started
+    ((exact, picture, seconds), (rounded, rounded_picture, bf16_seconds),
+     (other, other_picture, _)) = runs.values()
     names = ("total", "content", "style")
+
+    def relative(a, b):
+        return {name: abs(y - x) / abs(x) for name, x, y in zip(names, a, b)}
     reports = [{"iteration": 20 * n, "float32": dict(zip(names, e)),
-                "bfloat16": dict(zip(names, r)),
-                "relative_difference": {name: abs(b - a) / abs(a)
-                                        for name, a, b in zip(names, e, r)}}
-               for n, (e, r) in enumerate(zip(exact, rounded))]
-    worst = {name: max(report["relative_difference"][name] for report in reports)
-             for name in names}
+                "bfloat16": dict(zip(names, r)), "relative_difference": relative(e, r),
+                "float32_seed_2": dict(zip(names, o)), "seed_2_relative_difference": relative(e, o)}
+               for n, (e, r, o) in enumerate(zip(exact, rounded, other))]
+
+    def worst(key):
+        return {name: max(report[key][name] for report in reports) for name in names}
     difference = np.abs(picture.astype(np.int16) - rounded_picture.astype(np.int16))
     results = {"size": f"{width}x{height}", "iterations": iterations, "reports": reports,
-               "max_relative_difference": worst, "psnr_db": psnr(picture, rounded_picture),
+               "max_relative_difference": worst("relative_difference"),
+               "psnr_db": psnr(picture, rounded_picture),
                "max_pixel_difference": int(difference.max()),
+               "float32_other_start": {
+                   "max_relative_difference": worst("seed_2_relative_difference"),
+                   "psnr_db": psnr(picture, other_picture)},
                "seconds": {"float32": seconds, "bfloat16": bf16_seconds}}
     for report in reports:
         print(f"iteration {report['iteration']}: " + ", ".join(
             f"{name} {report['float32'][name]:.4g} / {report['bfloat16'][name]:.4g} "
-            f"({100 * report['relative_difference'][name]:.2f} %)" for name in names),
+            f"({100 * report['relative_difference'][name]:.2f} %)" for name in names)
+            + "; float32 from seed 2: " + ", ".join(
+                f"{100 * report['seed_2_relative_difference'][name]:.2f} %" for name in names),
             flush=True)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, shown, title in zip(axes, (picture, rounded_picture,
@@ -577,12 +728,15 @@ def accuracy_run(height, width, scale, iterations, notebook, out):
     out.mkdir(parents=True, exist_ok=True)
     figure.savefig(out / "accuracy.png", dpi=100, bbox_inches="tight")
     results["figure"] = str(out / "accuracy.png")
+    apart, seeds = results["max_relative_difference"], results["float32_other_start"]
     print(f"{width}x{height}, {iterations} iterations from the same start, float32 against "
-          f"bfloat16 convs: printed costs at most {100 * worst['total']:.2f} % apart (total), "
-          f"{100 * worst['content']:.2f} % (content), {100 * worst['style']:.2f} % (style); "
+          f"bfloat16: printed costs at most {100 * apart['total']:.2f} % apart (total), "
+          f"{100 * apart['content']:.2f} % (content), {100 * apart['style']:.2f} % (style); "
           f"final pictures {results['psnr_db']:.1f} dB PSNR apart (largest pixel difference "
           f"{results['max_pixel_difference']}); side by side in {results['figure']}; "
-          f"{seconds:.0f} s and {bf16_seconds:.0f} s", flush=True)
+          f"{seconds:.0f} s and {bf16_seconds:.0f} s. Two float32 runs from seeds 1 and 2: "
+          f"costs at most {100 * max(seeds['max_relative_difference'].values()):.2f} % apart, "
+          f"pictures {seeds['psnr_db']:.1f} dB PSNR apart", flush=True)
     return results
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/bench_nst.py: the FLOP count it reports, and a quick run end to end."""
+"""benchmarks/bench_nst.py: the FLOP count it reports, the profile's kinds of op, and a quick run
+end to end."""
 import json
 import subprocess
 import sys
@@ -72,6 +73,9 @@ def test_quick_benchmark_reports_the_loops_side_by_side_and_the_accuracy_run(tmp
                 difference / report_["float32"][name])
             assert 0 < report_["relative_difference"][name] < 0.05  # rounded, not broken
     assert 20 < accuracy["psnr_db"] < 100
+    other_start = accuracy["float32_other_start"]  # float32 from seed 2 against seed 1
+    assert 0 < other_start["psnr_db"] < 100 and 0 < max(
+        other_start["max_relative_difference"].values()) < 0.5
     assert (tmp_path / "accuracy.png").exists() and accuracy["figure"] == str(
         tmp_path / "accuracy.png")
 
@@ -100,3 +104,47 @@ def test_run_time_times_section_4_as_a_student_waits_for_it(tmp_path):
     assert timed["seconds_per_iteration"] == pytest.approx(
         (timed["seconds"] - timed["build_seconds"]) / 3)
     assert "200x150, float32: 3 iterations in " in run.stdout and "load average" in run.stdout
+
+
+@pytest.mark.parametrize("name, op_type, kind", [
+    ("Conv2D_3", "Conv2D", "convs"),
+    ("gradients/IdentityN_3_grad/Conv2D", "Conv2D", "convs"),
+    ("MatMul_7", "MatMul", "convs"),  # a Winograd product: made by conv3x3
+    ("gradients/IdentityN_9_grad/sub_4", "Sub", "convs"),  # a Winograd transform's gradient
+    ("conv1_1", "Cast", "casts"),
+    ("gradients/input_bfloat16_grad/Cast", "Cast", "casts"),
+    ("conv1_1_bfloat16", "Relu", "element-wise"),
+    ("gradients/conv1_1_bfloat16_grad/ReluGrad", "ReluGrad", "element-wise"),
+    ("gradients/avgpool1_bfloat16_grad/AvgPoolGrad", "AvgPoolGrad", "pooling"),
+    ("MatMul_40", "MatMul", "costs"),  # a Gram matrix
+    ("gradients/transpose_3_grad/transpose", "Transpose", "costs"),
+    ("Adam/update_Variable/ApplyAdam", "ApplyAdam", "Adam"),
+    ("adam/Sqrt", "Sqrt", "Adam"),  # Keras' Adam
+    ("Variable/read", "Identity", "other"),
+])
+def test_profile_sorts_each_op_into_its_kind(name, op_type, kind):
+    conv_ops = {"Conv2D_3", "IdentityN_3", "MatMul_7", "IdentityN_9"}
+    assert bench_nst.profile_kind(name, op_type, conv_ops) == kind
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_profile_of_an_iteration_times_its_convs_and_casts_from_tensorflows_trace(
+        precision, monkeypatch, tiny_vgg_path, notebook_path):
+    """A 60x80 iteration of section 4 on the tiny VGG-19, profiled: convs take time in both,
+    casts only in bfloat16 (the input's, the costs' layers' and their gradients')."""
+    import nst_utils
+
+    for setting in ("IMAGE_HEIGHT", "IMAGE_WIDTH", "CONV_PRECISION"):
+        monkeypatch.setattr(nst_utils.CONFIG, setting, getattr(nst_utils.CONFIG, setting))
+    monkeypatch.setattr(nst_utils, "conv3x3", nst_utils.conv3x3)  # recording_convs wraps it
+    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "0")
+    conv_ops = bench_nst.recording_convs()
+    iteration = bench_nst.tf1_loop(tiny_vgg_path, 60, 80, str(notebook_path), precision)
+    iteration()
+    found = bench_nst.profiled(iteration, 2, conv_ops)
+    iteration.close()
+    seconds = found["op_seconds"]
+    assert set(seconds) == set(bench_nst.PROFILE_KINDS)
+    assert seconds["convs"] > 0 and seconds["costs"] > 0 and seconds["Adam"] > 0
+    assert (seconds["casts"] > 0) == (precision == "bfloat16")
+    assert sum(seconds.values()) == pytest.approx(sum(found["op_seconds_by_type"].values()))

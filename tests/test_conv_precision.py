@@ -1,6 +1,9 @@
-"""CONFIG.CONV_PRECISION: VGG-19's convs in float32 (the default, what grading uses) or in
-bfloat16 where the machine computes it natively; Winograd only for float32 on a CPU."""
+"""CONFIG.CONV_PRECISION: VGG-19 in float32 (the default, what grading uses) or, where the
+machine computes it natively, in bfloat16 from the input's cast on, with a float32 copy of each
+layer for what reads it; Winograd only for float32 on a CPU."""
 import base64
+import collections
+import re
 
 import numpy as np
 import pytest
@@ -44,6 +47,40 @@ def conv_ops(path):
             sum(op.type == "MatMul" for op in ops))
 
 
+# The layers the notebook's costs read (and so what an Adam step fetches from the model)
+COST_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
+
+
+def op_kind(op):
+    """An op's type, with its dtype attribute 'T' where it has a single one: 'Relu bfloat16'."""
+    dtype = op.node_def.attr.get("T")
+    if dtype is not None and dtype.WhichOneof("value") == "type":
+        return f"{op.type} {tf.as_dtype(dtype.type).name}"
+    return op.type
+
+
+def model_and_cost_gradient(path):
+    """A model built from `path`, and the gradient with respect to its input of the sum of the
+    COST_LAYERS (as the costs read them)."""
+    tf.reset_default_graph()
+    model = load_vgg_model(str(path))
+    cost = tf.add_n([tf.reduce_sum(model[name]) for name in COST_LAYERS])
+    return model, tf.gradients(cost, model["input"])[0]
+
+
+# What model_and_cost_gradient built in float32 from the tiny file (Winograd from block 3), op
+# kinds counted, recorded with the code of before issue 30 (commit b19491b) on TensorFlow 2.21.
+# The bfloat16 path of issue 30 is a separate function: the float32 graph must not change.
+FLOAT32_GRAPH_BEFORE_ISSUE_30 = {
+    "AddN float32": 6, "AddV2 float32": 373, "Assign float32": 1, "AvgPool float32": 5,
+    "AvgPoolGrad float32": 4, "ConcatV2 float32": 21, "Const": 2083, "Conv2D float32": 8,
+    "DepthToSpace float32": 21, "Fill float32": 1, "Identity float32": 17, "IdentityN": 16,
+    "MatMul float32": 336, "Pad float32": 21, "Relu float32": 16, "ReluGrad float32": 13,
+    "Reshape float32": 481, "StridedSlice float32": 433, "Sub float32": 567, "Sum float32": 19,
+    "Tile float32": 6, "VariableV2": 1, "ZerosLike float32": 13,
+}
+
+
 def test_float32_is_the_default():
     assert CONFIG.CONV_PRECISION == "float32"
 
@@ -56,6 +93,14 @@ def test_float32_on_a_cpu_is_as_before_winograd_for_the_wide_convs_and_no_casts(
     assert dtypes == ["float32"] * 8 and matmuls == 16 * (12 + 9)
     assert "Cast" not in {op.type for op in tf.get_default_graph().get_operations()}
     assert capsys.readouterr().out == ""
+
+
+def test_float32_graph_is_op_for_op_the_one_of_before_bfloat16_activations(
+        machine, tiny_vgg_path):
+    machine(cpu_flags={"amx_bf16", "avx512_bf16"})
+    model_and_cost_gradient(tiny_vgg_path)
+    found = collections.Counter(map(op_kind, tf.get_default_graph().get_operations()))
+    assert dict(found) == FLOAT32_GRAPH_BEFORE_ISSUE_30
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
@@ -110,6 +155,96 @@ def test_forced_bfloat16_runs_where_it_is_emulated(machine, monkeypatch, tiny_vg
     assert capsys.readouterr().out == ""
 
 
+def test_bfloat16_activations_run_in_bfloat16_from_the_input_cast_to_conv5_4(
+        machine, monkeypatch, tiny_vgg_path):
+    """One Cast of the input, then bfloat16 all the way (convs, biases, ReLUs, pools): every
+    float32 op of the forward graph is the input variable's or one of the dict's float32 copies,
+    which the network itself never reads. Each layer in the dict is a Cast to float32 of its
+    bfloat16 layer, named as the layer (what the notebook prints)."""
+    machine("bfloat16", cpu_flags={"avx2"})
+    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    tf.reset_default_graph()
+    model = load_vgg_model(str(tiny_vgg_path))
+    ops = tf.get_default_graph().get_operations()
+    casts = [op for op in ops if op.type == "Cast"]
+    layers = [name for name in model if name != "input"]
+    assert len(casts) == 1 + len(layers) == 22
+    for name in layers:
+        copy = model[name].op
+        assert (copy.type, copy.name, model[name].dtype) == ("Cast", name, tf.float32)
+        assert copy.inputs[0].dtype == tf.bfloat16 and copy.outputs[0].consumers() == []
+    copies = {model[name].op for name in layers}
+    variable = {model["input"].op} | {op for op in ops if model["input"].op in
+                                      [i.op for i in op.inputs]}  # its Assign, read and Cast
+    float32 = {op for op in ops if op.type != "Const"  # the variable's initial value
+               and any(t.dtype.base_dtype == tf.float32 for t in op.outputs)}
+    assert float32 <= copies | variable
+    computed = [op_kind(op) for op in ops if op.type in ("Conv2D", "AddV2", "Relu", "AvgPool")]
+    assert collections.Counter(computed) == {"Conv2D bfloat16": 16, "AddV2 bfloat16": 16,
+                                             "Relu bfloat16": 16, "AvgPool bfloat16": 5}
+
+
+def test_bfloat16_between_two_convs_forward_and_backward(machine, monkeypatch, tiny_vgg_path):
+    """From conv1_1's conv to conv1_2's (bias, ReLU) and back from conv1_2's input gradient to
+    conv1_1's (ReLU's gradient, the sum with the style cost's gradient through conv1_1's float32
+    copy): bfloat16, with no cast in between."""
+    machine("bfloat16", cpu_flags={"avx2"})
+    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    model_and_cost_gradient(tiny_vgg_path)
+    convs = [op for op in tf.get_default_graph().get_operations() if op.type == "Conv2D"]
+    forward, backward = convs[:16], convs[16:]  # the graph's order: the model, then tf.gradients
+
+    def between(earlier, later):
+        """The ops on the paths from `earlier`'s output to `later`'s input."""
+        def reached(op, step):
+            found, todo = set(), [op]
+            while todo:
+                for next_op in step(todo.pop()):
+                    if next_op not in found:
+                        found.add(next_op)
+                        todo.append(next_op)
+            return found
+        after = reached(earlier, lambda op: [c for t in op.outputs for c in t.consumers()])
+        before = reached(later, lambda op: [t.op for t in op.inputs])
+        assert later in after, f"{earlier.name} does not lead to {later.name}"
+        return after & before
+
+    # conv1_1 then conv1_2 forward; backward, conv1_2's input gradient, then conv1_1's
+    for ops in (between(forward[0], forward[1]), between(backward[-2], backward[-1])):
+        kinds = collections.Counter(map(op_kind, ops))
+        assert ops and "Cast" not in kinds, kinds
+        assert {t.dtype for op in ops for t in op.outputs} == {tf.bfloat16}, kinds
+
+
+def test_bfloat16_adam_step_updates_the_float32_input_and_casts_only_what_the_costs_read(
+        machine, monkeypatch, tiny_vgg_path):
+    """The gradient reaches the float32 input through the input's cast and Adam (float32)
+    moves it. An Adam step runs 14 Casts: the input's and its gradient's, and for each of the
+    6 layers the costs read its float32 copy and that copy's gradient; the other 15 layers'
+    copies are in the graph but do not run."""
+    machine("bfloat16", cpu_flags={"avx2"})
+    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    model, gradient = model_and_cost_gradient(tiny_vgg_path)
+    cost = tf.add_n([tf.reduce_sum(tf.square(model[name])) for name in COST_LAYERS])
+    train_step = tf.train.AdamOptimizer(2.0).minimize(cost)
+    metadata = tf.RunMetadata()
+    start = np.random.default_rng(3).uniform(-100, 100, (1, 300, 400, 3)).astype(np.float32)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(model["input"].assign(start))
+        assert gradient.dtype == tf.float32 and np.abs(sess.run(gradient)).max() > 0
+        sess.run(train_step, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                 run_metadata=metadata)
+        moved = sess.run(model["input"]) - start
+    assert np.abs(moved).max() > 1  # Adam's first step moves each pixel by about 2.0
+    ran = [re.search(r"(\S+) = (\w+)\(", node.timeline_label).groups()
+           for device in metadata.step_stats.dev_stats for node in device.node_stats
+           if " = " in node.timeline_label]  # "name = Type(inputs)"; Grappler may rename
+    assert sum(kind == "Cast" for _, kind in ran) == 14, ran
+    names = {name for name, _ in ran}
+    assert set(COST_LAYERS) <= names and not names & (set(model) - set(COST_LAYERS) - {"input"})
+
+
 def test_an_unknown_precision_is_refused(machine, tiny_vgg_path):
     machine("float16")
     with pytest.raises(ValueError, match="CONFIG.CONV_PRECISION is 'float16': use one of "
@@ -123,11 +258,11 @@ def test_winograd_is_float32_only():
                 precision="bfloat16")
 
 
-def test_bfloat16_model_is_float32_outside_the_convs_and_within_bfloat16_round_off(
+def test_bfloat16_model_gives_float32_layers_within_bfloat16_round_off(
         machine, monkeypatch, tiny_vgg_path):
     """Against the float32 model: activations within a few per cent of each layer's largest
     value (bfloat16 keeps 8 significant bits, 0.2 % round-off per value, through up to 13
-    convs). The input gradient is touchier: a value rounded near 0 flips a ReLU's mask, and so
+    convs with their biases, ReLUs and pools). The input gradient is touchier: a value rounded near 0 flips a ReLU's mask, and so
     does rounding the input alone (float32 convs on the image rounded to bfloat16; measured,
     relative L2 difference 0.05 of the gradient back from conv4_2); the bfloat16 model's may
     differ at most 3 times as much (measured 0.09)."""
