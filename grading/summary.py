@@ -94,6 +94,7 @@ def summary_picture(grades_list, points, partial_credit):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     maximum = sum(points.values())
     scores = [grades.score(points, partial_credit) for grades in grades_list]
@@ -102,6 +103,7 @@ def summary_picture(grades_list, points, partial_credit):
     left.hist(scores, bins=BINS, range=(0, maximum or 1), color="tab:blue", edgecolor="white")
     left.set(title=f"Scores ({len(scores)} submissions)", xlabel=f"points of {maximum:g}",
              ylabel="submissions")
+    left.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole students
     labels = [check_id(name, check) for name, check in checks]
     rates = [100 * passed / max(len(grades_list), 1) for passed in checks.values()]
     right.barh(labels[::-1], rates[::-1], color="tab:green")
