@@ -53,10 +53,9 @@ def test_any_bytes_from_a_worker_are_a_record_or_nothing(line):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(GRADED_FUNCTIONS), st.lists(RECORDISH, max_size=8))
-def test_any_records_give_each_check_a_verdict(tmp_path_factory, name, values):
+def test_any_records_give_each_check_a_verdict(name, values):
     records = [r for r in (wire.parse_record(json.dumps(v)) for v in values) if r is not None]
-    scratch = tmp_path_factory.mktemp("scratch")
-    outcome = interpret(name, PLANS[name], records, ENDING, 60, 4096, scratch)
+    outcome = interpret(name, PLANS[name], records, ENDING, 60, 4096)
     verdicts = decide(name, PLANS[name], outcome)
     assert set(verdicts) == set(PLANS[name].checks)
     assert all(v is None or (isinstance(v, str) and v.startswith(name)) for v in verdicts.values())
