@@ -10,7 +10,6 @@ import os
 import platform
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
-KEYCTL_GET_KEYRING_ID = 0
 KEY_SPEC_SESSION_KEYRING = -3
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(platform.machine())  # no wrapper in the C library
 
@@ -23,11 +22,6 @@ def _keyctl(*arguments):
     if result < 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
     return result
-
-
-def session_keyring():
-    """The id of this process's session keyring (the kernel makes one if it had none)."""
-    return _keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
 
 
 def join_new_session_keyring():

@@ -61,8 +61,9 @@ def header_size(data, kind):
 def read_files(files, size):
     """{key: (its format, the file's bytes), or why it is no picture} for files = {key: (a
     trusted folder, then the parts beneath it, the picture's name last)}: regular files only,
-    never following a link or blocking on a pipe, no larger than largest_file(size), of the format their name says and
-    of `size` (width, height) by their header. A file that is not there has no key."""
+    never following a link or blocking on a pipe, no larger than largest_file(size), of the
+    format their name says and of `size` (width, height) by their header. A file that is not
+    there has no key."""
     found, limit = {}, largest_file(size)
     for key, parts in files.items():
         try:

@@ -66,7 +66,8 @@ def test_pictures_are_decoded_in_a_worker_and_hostile_ones_refused_in_time(sandb
     png, png_pixels = encoded("PNG")
     jpeg, _ = encoded("JPEG", quality=95)
     files = {"right.png": png, "right.jpg": jpeg, "jpeg_named.png": jpeg,
-             "wrong_size.png": encoded("PNG", (40, 56))[0], "bomb.jpg": scan_bomb((2048, 2048), 5000),
+             "wrong_size.png": encoded("PNG", (40, 56))[0],
+             "bomb.jpg": scan_bomb((2048, 2048), 5000),
              "small_bomb.jpg": scan_bomb(SIZE, 1000), "truncated.png": png[:30]}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
