@@ -108,7 +108,7 @@ def row(entry, points, partial_credit):
         cells.update({name: number(value) for name, value in earned.items()})
         cells.update(score=number(sum(earned.values())), max_score=number(sum(points.values())),
                      seed=grades.seed, results=json.dumps(grades.results, ensure_ascii=False),
-                     errors=" | ".join(" ".join(result.reason.split())
+                     errors=" | ".join(result.reason  # one plain line each (Grades)
                                        for result in grades.summary() if not result.passed))
     return {key: neutralise(value) for key, value in cells.items()}
 

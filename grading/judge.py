@@ -90,8 +90,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
     try:
         cells = graded_cells(read_notebook(path))
     except (OSError, ValueError) as error:
-        why = wire.plain_text(f"the notebook {os.fsdecode(os.path.basename(path))} could not "
-                              f"be read: {error}")
+        why = f"the notebook {os.fsdecode(os.path.basename(path))} could not be read: {error}"
         return Grades(seed, {name: dict.fromkeys(checks, why)
                              for name, checks in check_names().items()}, f"{UNREADABLE}: {why}")
     with contextlib.ExitStack() as stack:
@@ -110,10 +109,8 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
             else:
                 outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
                                               memory_limit_mb, left)
-    # every worker this notebook had is gone: decide, in words any front end may show
-    return Grades(hidden.seed, {name: {check: None if reason is None else wire.plain_text(reason)
-                                       for check, reason in decide(name, hidden.plans[name],
-                                                                   outcomes[name]).items()}
+    # every worker this notebook had is gone: decide (Grades makes every reason one plain line)
+    return Grades(hidden.seed, {name: decide(name, hidden.plans[name], outcomes[name])
                                 for name in GRADED_FUNCTIONS}, status)
 
 

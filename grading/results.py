@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from grading.notebook import GRADED_FUNCTIONS
+from grading.wire import plain_text
 
 # The points of each function unless --points says otherwise: equal shares of 100.
 DEFAULT_POINTS = {name: 100 / len(GRADED_FUNCTIONS) for name in GRADED_FUNCTIONS}
@@ -64,6 +65,14 @@ class Grades:
     seed: int
     results: dict
     status: str = GRADED
+
+    def __post_init__(self):
+        """Reasons and status as one printable line each, whoever made them (a worker's words
+        reach them; so does a file name, or a gradebook read back): wire.plain_text."""
+        self.results = {name: {check: None if reason is None else plain_text(reason)
+                               for check, reason in checks.items()}
+                        for name, checks in self.results.items()}
+        self.status = plain_text(self.status)
 
     def function(self, name):
         checks = self.results[name]

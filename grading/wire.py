@@ -137,7 +137,8 @@ def plain_text(text):
     """`text` as one line that prints as itself: control and format characters (C0 and C1, ESC,
     bidirectional overrides) dropped, each run of white space (newlines, carriage returns, line
     and paragraph separators) one space, lone surrogates (from undecodable file names) U+FFFD.
-    Every reason a worker's words reach goes through this before a front end shows it."""
+    Every reason a worker's words reach goes through this (in grading.results.Grades) before
+    a front end shows it."""
     kept = []
     for character in text:
         category = unicodedata.category(character)
