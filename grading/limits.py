@@ -6,8 +6,10 @@
   at all, UDP included);
 - a private tmpfs of SCRATCH_BYTES for the files it writes, gone with its supervisor.
 
-`available()` says which of them work here; the sandbox reports it once per run and uses what
-works, so a grader that is not root, or a container that forbids them, still grades.
+`available()` says which of them work here, and whether a worker can join a fresh session keyring
+and install its seccomp filter (grading/keyring.py, grading/syscall_filter.py); the sandbox
+reports it once per run and uses what works, so a grader that is not root, or a container that
+forbids them, still grades.
 """
 import ctypes
 import os
@@ -15,6 +17,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from grading import keyring, syscall_filter
 from grading.notebook import open_beneath
 
 SCRATCH_BYTES = 512 << 20  # all the files one worker may write
@@ -217,7 +220,9 @@ _ATTEMPTS = [
     ("network namespace", lambda: unshare(CLONE_NEWNET)),
     ("private tmpfs for files", _try_tmpfs),
     ("cgroup: memory, processes, one cpu", _try_cgroup),
-]
+    ("fresh session keyring", keyring.join_new_session_keyring),
+    ("seccomp filter", lambda: syscall_filter.install(syscall_filter.prepare() or _fail())),
+]  # the filter last: from then on the probe may make only the calls it allows
 
 
 def _fail():

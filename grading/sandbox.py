@@ -268,8 +268,6 @@ def zygote_main(fd):
     _page_out_libraries()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     PROTECTIONS.update(limits.available(), landlock=landlock_abi() > 0)
-    PROTECTIONS.update({"fresh session keyring": keyring.available(),
-                        "seccomp filter": syscall_filter.available()})
     PROTECTIONS[PYTHON_READABLE] = os.geteuid() != 0 or all(  # the standard library, packages
         _readable_by_others(sys.modules[name].__file__) for name in ("os", "numpy"))
     channel.send(b"ready " + json.dumps(PROTECTIONS).encode())

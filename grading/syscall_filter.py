@@ -12,7 +12,6 @@ PermissionError with a clear message; clone3, whose flags a filter cannot read, 
 so that the C library falls back to clone, whose flags it can.
 """
 import errno
-import os
 
 try:
     import pyseccomp
@@ -103,18 +102,3 @@ def install(rules):
     """Put this process and every thread and child it starts under `rules`, for good."""
     if rules is not None:
         rules.load()
-
-
-def available():
-    """Whether a filter can be installed here (a child tries, so this process stays free)."""
-    if pyseccomp is None:
-        return False
-    rules = prepare()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            install(rules)
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    return os.waitpid(pid, 0)[1] == 0

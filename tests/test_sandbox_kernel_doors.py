@@ -13,7 +13,7 @@ from pathlib import Path
 import pyseccomp
 import pytest
 
-from grading import keyring, syscall_filter
+from grading import keyring, limits, syscall_filter
 from grading.sandbox import Sandbox
 from submissions import GRADER_KEY, KEYRING_SECRET, keys_left_behind, plant_graders_key
 from test_sandbox import run_cell
@@ -182,5 +182,5 @@ def test_leaving_the_session_keyring_loses_its_keys():
 def test_without_libseccomp_no_filter_is_claimed(monkeypatch):
     """Where libseccomp is missing, the filter is reported not in force, and nothing fails."""
     monkeypatch.setattr(syscall_filter, "pyseccomp", None)
-    assert syscall_filter.prepare() is None and syscall_filter.available() is False
+    assert syscall_filter.prepare() is None and limits.available()["seccomp filter"] is False
     syscall_filter.install(None)
