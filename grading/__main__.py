@@ -34,7 +34,8 @@ PARTIAL_HELP = ("a function earns the share of its points that its checks pass (
                 "nothing)")
 
 
-def main(argv=None):
+def command_line():
+    """The parser of `python -m grading`'s commands and options."""
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     release = commands.add_parser(
@@ -98,6 +99,11 @@ def main(argv=None):
     moodle.add_argument("--worksheet", type=Path, required=True,
                         help="the worksheet Moodle gave (Download grading worksheet)")
     moodle.add_argument("--out", type=Path, required=True, help="the file to upload in Moodle")
+    return parser
+
+
+def main(argv=None):
+    parser = command_line()
     args = parser.parse_args(argv)
 
     try:
