@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from bench_grading import report  # noqa: E402
-from grading import limits  # noqa: E402
+from grading import cgroup  # noqa: E402
 from submissions import cell, project_copy, with_graded_cell_replaced  # noqa: E402
 from test_grading_resources import SPINNER  # noqa: E402
 from test_grading_robustness import grade_all  # noqa: E402
@@ -40,14 +40,14 @@ NO_CGROUP = {"def _try_cgroup():\n": "def _try_cgroup():\n    raise OSError('off
 
 
 def changed(project, replacements):
-    """The project at `project`, grading/limits.py changed by `replacements` {old: new}."""
-    limits = project / "grading" / "limits.py"
-    text = limits.read_text()
+    """The project at `project`, grading/protections.py changed by `replacements` {old: new}."""
+    probes = project / "grading" / "protections.py"
+    text = probes.read_text()
     for old, new in replacements.items():
         if old not in text:
-            sys.exit(f"{limits} has changed: this benchmark cannot find {old!r} in it")
+            sys.exit(f"{probes} has changed: this benchmark cannot find {old!r} in it")
         text = text.replace(old, new)
-    limits.write_text(text)
+    probes.write_text(text)
     return project
 
 
@@ -55,7 +55,7 @@ def changed(project, replacements):
 def places():
     """{place: the cgroup.procs file this process moves into to grade there}; the container's
     group is removed afterwards."""
-    bare = limits._own_group("cpu")
+    bare = cgroup.own_group("cpu")
     container = bare / f"bench-cpu-container-{os.getpid()}"
     container.mkdir()
     try:
@@ -88,7 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("the CPU groups are made only when the grader is root: run this as root")
-    if (limits.CGROUPS / "cgroup.controllers").exists():
+    if (cgroup.CGROUPS / "cgroup.controllers").exists():
         sys.exit("this benchmark's container group is made for cgroup v1; this machine has v2")
 
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as scratch, places() as where:

@@ -48,9 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "output"
 sys.path.insert(0, str(ROOT))
 
-STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
-                ("conv5_1", 0.2)]
-CONTENT_LAYER = "conv4_2"
+from grading.references import ALPHA, BETA, CONTENT_LAYER, STYLE_LAYERS  # noqa: E402  (section 4)
 WARM_UP = 2
 
 
@@ -137,7 +135,7 @@ def section_4(weights_path, height, width, notebook, precision="float32", seed=1
     sess.run(model["input"].assign(style_image))
     J_style = sum(coeff * layer_style_cost(sess.run(model[layer]), model[layer])
                   for layer, coeff in STYLE_LAYERS)
-    J = total_cost(J_content, J_style, alpha=10, beta=40)
+    J = total_cost(J_content, J_style, alpha=ALPHA, beta=BETA)
     train_step = tf.train.AdamOptimizer(2.0).minimize(J)
     sess.run(tf.global_variables_initializer())
     np.random.seed(seed)
@@ -223,7 +221,7 @@ def tf2_peer(weights_path, height, width, policy="float32"):
                 n_H, n_W, n_C = shape[1:]
                 J_style += coeff * tf.reduce_sum(tf.square(GS - gram(a_G))) / (
                     4 * n_C ** 2 * (n_H * n_W) ** 2)
-            J = 10 * J_content + 40 * J_style
+            J = ALPHA * J_content + BETA * J_style
         optimizer.apply_gradients([(tape.gradient(J, image), image)])
 
     return lambda: (step(), image.numpy())

@@ -6,13 +6,10 @@ from pathlib import Path
 
 from grading.gradebook import GraderChanged, grade_all, read_rows
 from grading.gradescope import DEFAULTS, write_bundle
+from grading.limits import LIMITS, TIME_LIMIT_HELP, Limits
 from grading.lms import LmsFileError, export_canvas, export_moodle
 from grading.notebook import GRADED_FUNCTIONS
 from grading.release import write_release
-
-
-TIME_LIMIT_HELP = ("seconds each stage of a graded function may take (its cell, each call); the "
-                   "function in all: this times (its calls + 2)")
 
 
 def points(text):
@@ -53,10 +50,11 @@ def command_line():
     everyone.add_argument("--force", action="store_true", help="regrade those already graded")
     everyone.add_argument("--only", type=Path, default=None,
                           help="grade this one notebook (again), and no other")
-    everyone.add_argument("--time-limit", type=float, default=60, help=TIME_LIMIT_HELP)
-    everyone.add_argument("--memory-limit", type=int, default=4096,
+    everyone.add_argument("--time-limit", type=float, default=LIMITS.time_limit,
+                          help=TIME_LIMIT_HELP)
+    everyone.add_argument("--memory-limit", type=int, default=LIMITS.memory_limit_mb,
                           help="MB one graded function's worker may use")
-    everyone.add_argument("--timeout", type=float, default=900,
+    everyone.add_argument("--timeout", type=float, default=LIMITS.submission_seconds,
                           help="seconds one whole submission may take")
     everyone.add_argument("--seed", type=int, default=None,
                           help="one seed of hidden inputs for all (default: the gradebook's, "
@@ -129,9 +127,12 @@ def main(argv=None):
         else:
             if not args.submissions.is_dir():
                 parser.error(f"{args.submissions} is not a folder")
-            grade_all(args.submissions, args.out, args.jobs, args.force, args.time_limit,
-                      args.memory_limit, args.timeout, args.seed, args.points,
-                      args.partial_credit, args.only, args.feedback)
+            limits = Limits(time_limit=args.time_limit, memory_limit_mb=args.memory_limit,
+                            submission_seconds=args.timeout)
+            grade_all(args.submissions, args.out, jobs=args.jobs, force=args.force,
+                      limits=limits, seed=args.seed, points=args.points,
+                      partial_credit=args.partial_credit, only=args.only,
+                      feedback=args.feedback)
     except GraderChanged as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -36,10 +36,11 @@ def function_markdown(result):
     return "\n".join(lines).rstrip() + "\n"
 
 
-def repeat_command(notebook, seed, time_limit, memory_limit):
-    """The one command that repeats a grading on a machine with the course's files."""
+def repeat_command(notebook, seed, limits):
+    """The one command that repeats a grading (within `limits`) on a machine with the course's
+    files."""
     return (f"python -m pytest tests -m graded --notebook={shlex.quote(notebook)} --seed {seed} "
-            f"--time-limit {time_limit:g} --memory-limit {memory_limit}")
+            f"--time-limit {limits.time_limit:g} --memory-limit {limits.memory_limit_mb}")
 
 
 def feedback_markdown(grades, title, points, partial_credit, command):

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from grading.cells import escape_name, neutralise, write_whole
 from grading.feedback import feedback_markdown, repeat_command
 from grading.judge import HiddenInputs, grade_notebook
+from grading.limits import LIMITS
 from grading.lms import LmsFileError, number, owner
 from grading.notebook import GRADED_FUNCTIONS, MAX_NOTEBOOK_BYTES, UNTRUSTED, find_notebooks
 from grading.plans import check_names
@@ -80,11 +81,11 @@ def digest(path):
         return ""
 
 
-def grade(notebook, hidden, sandbox, options):
+def grade(notebook, hidden, sandbox, limits):
     """(Grades, seconds) of the notebook at `notebook`; whatever happens, Grades."""
     started = time.monotonic()
     try:
-        grades = grade_notebook(notebook, hidden.seed, sandbox=sandbox, hidden=hidden, **options)
+        grades = grade_notebook(notebook, hidden.seed, limits, sandbox=sandbox, hidden=hidden)
     except Exception as error:  # the sandbox itself failed: this row says so
         why = f"the sandbox failed ({error}); the next run grades it again"
         grades = Grades(hidden.seed, {name: dict.fromkeys(checks, f"{name}: not graded: {why}")
@@ -203,10 +204,10 @@ def newest(notebooks, root):
     return chosen
 
 
-def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit=4096,
-              timeout=900, seed=None, points=None, partial_credit=None, only=None,
-              feedback=None):
-    """Grade every *.ipynb under `submissions` into the CSV gradebook `out` (see the module)."""
+def grade_all(submissions, out, *, jobs=2, force=False, limits=LIMITS, seed=None, points=None,
+              partial_credit=None, only=None, feedback=None):
+    """Grade every *.ipynb under `submissions` into the CSV gradebook `out` (see the module),
+    each within `limits` (a grading.limits.Limits)."""
     root = submissions.resolve()
     entries, kept_points, kept_partial = read_gradebook(out)
     points = points or kept_points or DEFAULT_POINTS
@@ -255,15 +256,14 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
     jobs = max(1, min(jobs, len(todo)))
     print(f"{len(notebooks)} notebooks, {len(notebooks) - len(todo)} already graded or "
           f"superseded, {len(todo)} to grade with {jobs} jobs (seed {seed})")
-    options = {"time_limit": time_limit, "memory_limit_mb": memory_limit, "seconds": timeout}
     fingerprint = grader_fingerprint()
     if todo:
-        with Sandbox(memory_limit) as sandbox, \
+        with Sandbox(limits.memory_limit_mb) as sandbox, \
                 concurrent.futures.ThreadPoolExecutor(jobs) as pool:
             hidden = HiddenInputs(seed, sandbox)
             print(sandbox.protections_line())
             try:
-                futures = {pool.submit(grade, notebook, hidden, sandbox, options): (notebook, note)
+                futures = {pool.submit(grade, notebook, hidden, sandbox, limits): (notebook, note)
                            for notebook, note in todo}
                 for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                                    unit="notebook"):  # rows arrive here, in this one thread
@@ -294,13 +294,11 @@ def grade_all(submissions, out, jobs=2, force=False, time_limit=60, memory_limit
         print(f"gradebook: {out}; warning: the class summary could not be written ({error})",
               file=sys.stderr)
     if feedback is not None:
-        written = write_feedback(feedback, entries, chosen, keys, points, partial_credit,
-                                 time_limit, memory_limit)
+        written = write_feedback(feedback, entries, chosen, keys, points, partial_credit, limits)
         print(f"feedback: {written} files in {feedback}")
 
 
-def write_feedback(folder, entries, chosen, keys, points, partial_credit, time_limit,
-                   memory_limit):
+def write_feedback(folder, entries, chosen, keys, points, partial_credit, limits):
     """One Markdown file per submission graded in the folder: folder/<student or file stem>.md."""
     folder.mkdir(parents=True, exist_ok=True)
     used = collections.Counter()
@@ -313,8 +311,7 @@ def write_feedback(folder, entries, chosen, keys, points, partial_credit, time_l
         used[stem] += 1
         name = stem if used[stem] == 1 else f"{stem}-{used[stem]}"
         title = (f"{entry.file}" + (f" (student {entry.student})" if entry.student else ""))
-        command = repeat_command(escape_name(str(notebook)), entry.grades.seed, time_limit,
-                                 memory_limit)
+        command = repeat_command(escape_name(str(notebook)), entry.grades.seed, limits)
         try:
             write_whole(folder / f"{name}.md", feedback_markdown(entry.grades, title, points,
                                                                  partial_credit, command))

@@ -16,20 +16,19 @@ import time
 import zipfile
 from pathlib import Path
 
+from grading import cgroup
 from grading.feedback import function_markdown, repeat_command, text
+from grading.limits import GRADESCOPE, Limits
 from grading.notebook import GRADED_FUNCTIONS, find_notebooks
 from grading.results import DEFAULT_POINTS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "autograder.json"
-# seconds: one submission's grading in all, the sandbox's start included; a submission whose
-# functions hang gets its result within Gradescope's default timeout (10 minutes).
-# memory_limit_mb, what one graded function's worker may use (its process tree's resident
-# memory, about 310 MB of it for a correct model_nn, some 120 MB of that shared with the
-# sandbox): with the grader and the sandbox, grading stays under GRADING_NEEDS_MIB, and a function
-# that eats memory is stopped with a message instead of the container being killed.
-DEFAULTS = {"points": DEFAULT_POINTS, "partial_credit": False, "seconds": 480, "time_limit": 60,
-            "memory_limit_mb": 448}
+# The bundle's settings (autograder.json) unless given; its limits are GRADESCOPE's
+# (grading/limits.py): "seconds" one submission's grading in all, the sandbox's start included.
+DEFAULTS = {"points": DEFAULT_POINTS, "partial_credit": False,
+            "seconds": GRADESCOPE.submission_seconds, "time_limit": GRADESCOPE.time_limit,
+            "memory_limit_mb": GRADESCOPE.memory_limit_mb}
 EXPECTED_NAME = "nst_assignment.ipynb"
 SET_UP_SECONDS = 30  # of the budget, kept for starting the sandbox and writing the results
 # How Gradescope shows our messages: Markdown ("md"), every failing check of a function listed
@@ -56,83 +55,18 @@ CONTAINER_SPECIFICATIONS = tuple((label, int(gb * 1e9) >> 20) for label, gb in (
 SUPPORTED_PYTHONS = ("3.13", "3.12", "3.11")
 BASE_IMAGE = "Ubuntu 22.04"  # Gradescope's default base image, and the one the README names
 
-SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope runs this once, as root and with no terminal, in /autograder/source (where the zip
-# was unpacked), to build the autograder's image. It installs a Python from the distribution's
-# own package archive (no PPA, so nothing depends on Launchpad), makes a virtual environment in
-# .venv beside this script, and installs into it only what grading needs,
-# grading/requirements.txt. The only hosts it needs are the distribution's archive and the
-# Python package index; a step that fails for a passing network error is tried again.
-set -euo pipefail
-export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-export DEBIAN_FRONTEND=noninteractive  # apt and dpkg ask no questions: there is no one to answer
-cd "$(dirname "$(readlink -f "$0")")"
+# The two scripts of the zip, as templates (grading/templates/): setup.sh's @PYTHONS@ and
+# @BASE_IMAGE@ are filled in from the two facts above.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-SUPPORTED="@PYTHONS@"  # newest first: every pinned package has wheels for each of these
-BASE_IMAGE="@BASE_IMAGE@"
 
-say() { echo "setup.sh: $*" >&2; }
-retry() {  # the command, up to 3 times, 20 s apart
-    local attempt
-    for attempt in 1 2 3; do
-        "$@" && return 0
-        if [ "$attempt" -lt 3 ]; then
-            say "'$*' failed (try $attempt of 3); again in 20 s"
-            sleep 20
-        fi
-    done
-    say "'$*' failed 3 times"
-    return 1
-}
-unsupported() {
-    say "this image offers no Python that grading supports (one of: $SUPPORTED) $1."
-    say "In Gradescope's Configure Autograder, choose the base image '$BASE_IMAGE' (Base variant),"
-    say "then upload the zip again."
-    exit 1
-}
+def setup_sh():
+    return (TEMPLATES / "setup.sh").read_text().replace(
+        "@PYTHONS@", " ".join(SUPPORTED_PYTHONS)).replace("@BASE_IMAGE@", BASE_IMAGE)
 
-# 1. The package lists. Gradescope's images are Ubuntu or Debian: apt is how they install.
-command -v apt-get >/dev/null || unsupported "through apt-get (this image has no apt-get)"
-retry apt-get update
 
-# 2. The newest supported Python the archive has, with its venv module (Ubuntu 22.04: 3.11
-#    from universe; Ubuntu 24.04: 3.12; Debian 12: 3.11). 'Candidate: (none)' means not offered.
-offered() { apt-cache policy "$1" 2>/dev/null | grep "Candidate: [0-9]" >/dev/null; }
-version=""
-for candidate in $SUPPORTED; do
-    if offered "python$candidate" && offered "python$candidate-venv"; then
-        version=$candidate
-        break
-    fi
-done
-[ -n "$version" ] || unsupported "in its package archive"
-say "installing Python $version from the distribution's archive"
-
-# 3. That Python, its venv module, the certificates pip needs to reach the package index, and
-# libseccomp (the workers' system-call filter, through pyseccomp).
-retry apt-get install -y --no-install-recommends "python$version" "python$version-venv" \
-    ca-certificates libseccomp2
-
-# 4. A fresh virtual environment (--clear: a second run starts over, never half-built).
-"python$version" -m venv --clear .venv
-
-# 5. What grading needs, pinned (grading/requirements.txt); no download cache kept in the image.
-retry .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r grading/requirements.txt
-
-# 6. Fail the build now, not at the first submission, if anything grading imports is missing.
-.venv/bin/python -c "import nst_utils, PIL.Image, psutil, pyseccomp, tqdm" \
-    || { say "the installed packages do not import (above)"; exit 1; }
-say "ready: $(.venv/bin/python --version), grading/requirements.txt installed in .venv"
-""".replace("@PYTHONS@", " ".join(SUPPORTED_PYTHONS)).replace("@BASE_IMAGE@", BASE_IMAGE)
-
-RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for each submission. AUTOGRADER_ROOT (default /autograder) holds
-# source/ (this bundle), submission/ (the student's files) and results/ (results.json).
-root="${AUTOGRADER_ROOT:-/autograder}"
-python="$root/source/.venv/bin/python"
-[ -x "$python" ] || python=python3
-cd "$root/source" && exec "$python" -m grading.gradescope "$root"
-"""
+def run_autograder():
+    return (TEMPLATES / "run_autograder").read_text()
 
 
 def write_bundle(path, **settings):
@@ -146,8 +80,8 @@ def write_bundle(path, **settings):
         raise ValueError(f"give points for exactly these functions: {', '.join(GRADED_FUNCTIONS)}")
     files = [ROOT / "nst_utils.py", ROOT / "grading" / "requirements.txt",
              *sorted((ROOT / "grading").glob("*.py"))]
-    entries = [("setup.sh", SETUP_SH.encode(), 0o755),
-               ("run_autograder", RUN_AUTOGRADER.encode(), 0o755),
+    entries = [("setup.sh", setup_sh().encode(), 0o755),
+               ("run_autograder", run_autograder().encode(), 0o755),
                (CONFIG_NAME, (json.dumps(settings, indent=1) + "\n").encode(), 0o644),
                *((str(file.relative_to(ROOT)), file.read_bytes(), 0o644) for file in files)]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -158,6 +92,12 @@ def write_bundle(path, **settings):
             info.compress_type = zipfile.ZIP_DEFLATED
             bundle.writestr(info, data)
     return path
+
+
+def limits_of(settings):
+    """The Limits of a bundle's settings: the time it may take, less SET_UP_SECONDS."""
+    return Limits(time_limit=settings["time_limit"], memory_limit_mb=settings["memory_limit_mb"],
+                  submission_seconds=settings["seconds"] - SET_UP_SECONDS)
 
 
 def find_submission(folder):
@@ -190,8 +130,7 @@ def results_for(grades, settings, note, seconds, notebook=EXPECTED_NAME):
                       "output": text(note) if result is None else function_markdown(result),
                       "output_format": OUTPUT_FORMAT, "visibility": "visible"})
     if grades is not None:
-        command = repeat_command(notebook, grades.seed, settings["time_limit"],
-                                 settings["memory_limit_mb"])
+        command = repeat_command(notebook, grades.seed, limits_of(settings))
         lines.append(f"{grades.total_line()}. Hidden inputs were drawn from seed {grades.seed}; "
                      f"this grades your notebook again with them, in the course's folder:\n\n"
                      f"    {command}\n")
@@ -206,19 +145,15 @@ def container_memory_mib(cgroups=Path("/sys/fs/cgroup"), membership=Path("/proc/
     smallest memory.max (cgroup v2) or memory.limit_in_bytes (cgroup v1) on the way from our own
     cgroup up to the root, and at the root of the mount (which is a container's own cgroup)."""
     try:
-        lines = membership.read_text().splitlines()
+        groups = cgroup.memberships(membership)
     except OSError:
-        lines = []
+        groups = {}
     places = [(cgroups, "memory.max"), (cgroups / "memory", "memory.limit_in_bytes")]
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2
-            top, name = cgroups, "memory.max"
-        elif "memory" in controllers.split(","):  # v1
-            top, name = cgroups / "memory", "memory.limit_in_bytes"
-        else:
+    for controller, top, name in (("", cgroups, "memory.max"),  # v2
+                                  ("memory", cgroups / "memory", "memory.limit_in_bytes")):  # v1
+        if controller not in groups:
             continue
-        folder = top / path.strip("/")
+        folder = top / groups[controller].strip("/")
         while folder != top and top in folder.parents:
             places.append((folder, name))
             folder = folder.parent
@@ -280,12 +215,11 @@ def run(root, container_mib=None):
             from grading.judge import grade_notebook
             from grading.sandbox import Sandbox
 
-            with Sandbox(settings["memory_limit_mb"]) as sandbox:
+            limits = limits_of(settings)
+            with Sandbox(limits.memory_limit_mb) as sandbox:
                 print(sandbox.protections_line())  # in the autograder's output, for instructors
-                grades = grade_notebook(notebook, secrets.randbelow(2 ** 31),
-                                        settings["time_limit"], settings["memory_limit_mb"],
-                                        sandbox=sandbox,
-                                        seconds=settings["seconds"] - SET_UP_SECONDS)
+                grades = grade_notebook(notebook, secrets.randbelow(2 ** 31), limits,
+                                        sandbox=sandbox)
         results = results_for(grades, settings, note, time.monotonic() - started,
                               notebook.name if notebook is not None else EXPECTED_NAME)
     except Exception as error:  # the autograder's own failure: still a results.json

@@ -16,11 +16,13 @@ import time
 import numpy as np
 
 from grading import pictures, wire
-from grading.limits import MAX_PROCESSES, SCRATCH_BYTES
+from grading.limits import LIMITS
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
-from grading.plans import REPORTED, Mismatch, check_names, make_plans
+from grading.plans import Mismatch, check_names, make_plans
+from grading.references import REPORTED
 from grading.results import GRADED, TIMED_OUT, UNREADABLE, Grades
 from grading.sandbox import Sandbox
+from grading.wire import Ending
 
 PICTURE_NAMES = [f"{i}.png" for i in REPORTED] + ["generated_image.jpg"]
 
@@ -80,12 +82,13 @@ class HiddenInputs:
         self.plans = make_plans(seed, self.reference)
 
 
-def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=None,
-                   hidden=None, seconds=None):
-    """Grades of the notebook at `path`: every check of every graded function, in at most
-    `seconds` in all (None: no limit but each cell's and call's). Workers come from `sandbox`
-    (started, left open) and inputs from `hidden` (HiddenInputs for `seed`), or from ones made
-    for this notebook."""
+def grade_notebook(path, seed, limits=LIMITS.without_submission_limit(), sandbox=None,
+                   hidden=None):
+    """Grades of the notebook at `path`: every check of every graded function, within `limits`
+    (a grading.limits.Limits; submission_seconds in all, None: no limit but each cell's and
+    call's). Workers come from `sandbox` (started, left open) and inputs from `hidden`
+    (HiddenInputs for `seed`), or from ones made for this notebook."""
+    seconds = limits.submission_seconds
     started = time.monotonic()
     try:
         cells = graded_cells(read_notebook(path))
@@ -94,7 +97,7 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
         return Grades(seed, {name: dict.fromkeys(checks, why)
                              for name, checks in check_names().items()}, f"{UNREADABLE}: {why}")
     with contextlib.ExitStack() as stack:
-        sandbox = sandbox or stack.enter_context(Sandbox(memory_limit_mb))
+        sandbox = sandbox or stack.enter_context(Sandbox(limits.memory_limit_mb))
         hidden = hidden or HiddenInputs(seed, sandbox)
         outcomes, status = {}, GRADED
         for name in GRADED_FUNCTIONS:
@@ -107,14 +110,13 @@ def grade_notebook(path, seed, time_limit=60.0, memory_limit_mb=4096, sandbox=No
                                   f"this notebook's grading may take")
                 status = f"{TIMED_OUT}: its grading used up the {seconds:g} s it may take"
             else:
-                outcomes[name] = run_function(name, cells[name], hidden, sandbox, time_limit,
-                                              memory_limit_mb, left)
+                outcomes[name] = run_function(name, cells[name], hidden, sandbox, limits, left)
     # every worker this notebook had is gone: decide (Grades makes every reason one plain line)
     return Grades(hidden.seed, {name: decide(name, hidden.plans[name], outcomes[name])
                                 for name in GRADED_FUNCTIONS}, status)
 
 
-def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, seconds_left):
+def run_function(name, source, hidden, sandbox, limits, seconds_left):
     """One worker for `name`: its outcome (see interpret)."""
     plan = hidden.plans[name]
     if any(probe == "model_nn" for probe, _ in plan.calls.values()):
@@ -127,17 +129,18 @@ def run_function(name, source, hidden, sandbox, time_limit, memory_limit_mb, sec
             key: wire.encode_array(value) if isinstance(value, np.ndarray) else value
             for key, value in arguments.items()}})
     task = {"function": name, "source": source, "helpers": plan.helpers, "calls": calls,
-            "memory_limit_mb": memory_limit_mb}
+            "memory_limit_mb": limits.memory_limit_mb}
     scratch = sandbox.scratch(name)
     keep = [f"{arguments['folder']}/output/{picture}" for probe, arguments in plan.calls.values()
             if probe == "model_nn" for picture in PICTURE_NAMES]
     started = time.monotonic()
     try:
-        records, ending = sandbox.run(task, scratch, time_limit, seconds_left, keep)
-        outcome = interpret(name, plan, records, ending, time_limit, memory_limit_mb)
+        records, ending = sandbox.run(task, scratch, limits.time_limit, seconds_left, keep)
+        outcome = interpret(name, plan, records, ending, limits)
         if isinstance(outcome, dict):
             left = None if seconds_left is None else seconds_left - (time.monotonic() - started)
-            add_pictures(outcome, plan, scratch / "kept", hidden, sandbox, time_limit, left)
+            add_pictures(outcome, plan, scratch / "kept", hidden, sandbox, limits.time_limit,
+                         left)
         return outcome
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -181,32 +184,28 @@ def decide(name, plan, outcome):
     return results
 
 
-def ending_sentence(name, ending, time_limit, memory_limit_mb):
-    """Why a worker's calls have no result, from how it ended."""
+def ending_sentence(name, ending, limits):
+    """Why a worker's calls have no result, from how it ended (within `limits`)."""
     stage = ending["stage"]
     when = ("while its cell ran" if stage is None or stage.stage == "cell"
             else "while being called")
-    how = ending["how"]
-    if how == "time":
-        what = "its cell" if when == "while its cell ran" else "a call"
-        return f"{what} did not finish within {time_limit} s"
-    if how == "budget":
-        return "its cell and calls together took longer than the time they may take"
-    if how == "memory":
-        return f"used more than {memory_limit_mb} MB of memory"
-    if how == "output":
-        return "the process running it sent back more data than a grade needs"
-    if how == "disk":
-        return f"wrote more than the {SCRATCH_BYTES >> 20} MB of files a graded function may write"
-    if how == "processes":
-        return (f"tried to run more than the {MAX_PROCESSES} processes and threads a graded "
-                f"function may run at once")
-    if how == "signal":
-        return f"the process running {name} was killed by signal {-ending['status']} {when}"
-    return f"the process running {name} exited with status {ending['status']} {when}"
+    what = "its cell" if when == "while its cell ran" else "a call"
+    return {
+        Ending.TIME: f"{what} did not finish within {limits.time_limit} s",
+        Ending.BUDGET: "its cell and calls together took longer than the time they may take",
+        Ending.MEMORY: f"used more than {limits.memory_limit_mb} MB of memory",
+        Ending.OUTPUT: "the process running it sent back more data than a grade needs",
+        Ending.DISK: f"wrote more than the {limits.scratch_mb} MB of files a graded function "
+                     f"may write",
+        Ending.PROCESSES: f"tried to run more than the {limits.processes} processes and threads "
+                          f"a graded function may run at once",
+        Ending.SIGNAL: f"the process running {name} was killed by signal {-(ending['status'] or 0)} "
+                       f"{when}",
+        Ending.EXIT: f"the process running {name} exited with status {ending['status']} {when}",
+    }[ending["how"]]
 
 
-def interpret(name, plan, records, ending, time_limit, memory_limit_mb):
+def interpret(name, plan, records, ending, limits):
     """What the worker said: a sentence why nothing can be graded, or {call id: {key: float64
     array or str} | a sentence why that call has no result}."""
     outcome = {}
@@ -216,7 +215,7 @@ def interpret(name, plan, records, ending, time_limit, memory_limit_mb):
         if record.call not in plan.calls or record.call in outcome or record.kind == "stage":
             continue
         outcome[record.call] = record.text if record.kind == "problem" else record.result
-    missing = ending_sentence(name, ending, time_limit, memory_limit_mb)
+    missing = ending_sentence(name, ending, limits)
     for call_id, (probe, _) in plan.calls.items():
         outcome.setdefault(call_id, missing)
         if probe == "model_nn" and isinstance(outcome[call_id], dict):

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from grading.references import (GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL, np_content_cost,
-                                np_layer_style_cost, np_unroll)
+from grading.references import (GA, ITERATIONS, J_CONTENT, J_STYLE_LAYER, J_TOTAL, REPORTED,
+                                np_content_cost, np_layer_style_cost, np_unroll)
 
 HIDDEN_CASES = 4  # hidden inputs per function and kind of call
-REPORTED = list(range(0, 200, 20))
 ROUND_OFF = 4 * 2.0 ** -24  # float32's unit round-off, with a margin: per term of a sum
 # The grader's gram_matrix, given to the other cells that call it: each is graded apart from
 # gram_matrix's bugs. Sent in the tasks of those cells only, never to gram_matrix's worker.
@@ -205,9 +204,9 @@ def plan_model_nn(reference):
 
     def returns_result(out):
         close(out[full]["generated"], reference.get()["final"], 1e-4,
-              "the returned image after 200 iterations", atol=1e-2)
+              f"the returned image after {ITERATIONS} iterations", atol=1e-2)
         close(out[full]["final_input"], reference.get()["final"], 1e-4,
-              "model['input'] after 200 iterations", atol=1e-2)
+              f"model['input'] after {ITERATIONS} iterations", atol=1e-2)
 
     def assigns_and_steps(out):
         steps = float(out[short]["train_steps"])

@@ -1,5 +1,5 @@
 """model_nn's hidden inputs and its reference run, made by a trusted process of our own (a child of
-the sandbox's zygote that runs no submission code; grading/sandbox.py), never by a worker and
+the sandbox's zygote that runs no submission code; grading/zygote.py), never by a worker and
 never in the grader's process, which does not import TensorFlow.
 
 From a seed: a random VGG-19 fixture, random content and style images and a random start; the
@@ -14,25 +14,22 @@ import tempfile
 
 import numpy as np
 
+from grading.references import ALPHA, BETA, CONTENT_LAYER, ITERATIONS, REPORTED, STYLE_LAYERS
 from grading.wire import encode_array
 from nst_utils import CONFIG, deprocess_image, load_vgg_model, save_image, tf
 
 SIZE = (40, 56)  # height, width of model_nn's hidden images (small: fast to grade; VGG-19 needs 32)
-ITERATIONS = 200
-REPORTED = list(range(0, ITERATIONS, 20))
-STYLE_LAYERS = [("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2),
-                ("conv5_1", 0.2)]
 
 
 def section4_costs(sess, model, content_image, style_image):
     """The notebook's section 4 wiring with the assignment's formulas, for (1, H, W, 3) inputs
-    already normalised: (J, J_content, J_style) with alpha = 10, beta = 40."""
+    already normalised: (J, J_content, J_style) with ALPHA and BETA."""
     def gram(a):
         unrolled = tf.transpose(tf.reshape(a, [-1, a.shape[-1]]))
         return tf.matmul(unrolled, unrolled, transpose_b=True)
 
     sess.run(model["input"].assign(content_image))
-    a_C, a_G = sess.run(model["conv4_2"]), model["conv4_2"]
+    a_C, a_G = sess.run(model[CONTENT_LAYER]), model[CONTENT_LAYER]
     J_content = tf.reduce_sum(tf.square(a_C - a_G)) / (4 * np.prod(a_C.shape[1:]))
     sess.run(model["input"].assign(style_image))
     J_style = 0
@@ -41,7 +38,7 @@ def section4_costs(sess, model, content_image, style_image):
         _, n_H, n_W, n_C = a_S.shape
         J_style += coeff * tf.reduce_sum(tf.square(gram(a_S) - gram(a_G))) / (
             4 * n_C ** 2 * (n_H * n_W) ** 2)
-    return 10 * J_content + 40 * J_style, J_content, J_style
+    return ALPHA * J_content + BETA * J_style, J_content, J_style
 
 
 def hidden_images(rng):

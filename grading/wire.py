@@ -12,9 +12,21 @@ JSON lines, each one record of these kinds (anything else is dropped as malforme
 Arrays travel as float64 bytes in base64 with their shape (encode_array). `parse_record` turns
 one line into a Record or None; it never raises, whatever the bytes. The grader's own messages
 to a worker (a task: the cell's source, the calls and their inputs) use the same encoding.
+
+Our own processes send the grader, in the same JSON lines:
+
+    {"ending": {"how": ENDING, "status": INT | null, "stage": LINE | null}}
+        a supervisor, once its worker is gone: how it ended (an Ending), its exit status, and
+        the last stage record it relayed
+    {"graph": BASE64, "names": {...}, "input_image": ARRAY}
+        the reference run of model_nn (grading/reference_run.py), first: the MetaGraphDef of
+        section 4 on hidden inputs, the names of its tensors, the start image
+    {"reference": {"costs" | "pictures" | "final_jpeg" | "after_3" | "final": ARRAY}}
+        then what model_nn's results are checked against
 """
 import base64
 import binascii
+import enum
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -29,6 +41,18 @@ MAX_ID = 64
 STAGES = ("cell", "loaded", "call", "done")
 RESULT_KEYS = {"value": "array", "generated": "array", "final_input": "array",
                "train_steps": "array", "printed": "text"}
+
+
+class Ending(enum.StrEnum):
+    """How a worker ended, as its supervisor tells the grader."""
+    EXIT = "exit"  # it exited (its status: 0, or an error's)
+    SIGNAL = "signal"  # a signal killed it
+    TIME = "time"  # one stage (its cell, a call) took longer than the time limit
+    BUDGET = "budget"  # all its stages together took longer than they may
+    MEMORY = "memory"  # its tree used more memory than it may
+    OUTPUT = "output"  # it sent more than MAX_LINE_BYTES
+    DISK = "disk"  # its files filled its tmpfs
+    PROCESSES = "processes"  # it tried to run more processes and threads than it may
 
 
 class WireError(ValueError):

@@ -8,16 +8,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grading.sandbox import Sandbox  # noqa: E402  (needs ROOT on sys.path)
+from grading.limits import LIMITS, TIME_LIMIT_HELP, Limits  # noqa: E402  (needs ROOT on sys.path)
+from grading.sandbox import Sandbox  # noqa: E402
 
 
 def pytest_addoption(parser):
     parser.addoption("--notebook", default=str(ROOT / "nst_assignment.ipynb"),
                      help="the notebook whose graded functions are tested (default: ours)")
-    parser.addoption("--time-limit", type=float, default=60,
-                     help="seconds each stage of a graded function may take (its cell, each "
-                          "call); the function in all: this times (its calls + 2)")
-    parser.addoption("--memory-limit", type=int, default=4096,
+    parser.addoption("--time-limit", type=float, default=LIMITS.time_limit, help=TIME_LIMIT_HELP)
+    parser.addoption("--memory-limit", type=int, default=LIMITS.memory_limit_mb,
                      help="MB of memory one graded function's worker may use")
     parser.addoption("--seed", type=int, default=None,
                      help="seed of the hidden inputs (default: a fresh one, shown in the summary)")
@@ -61,9 +60,11 @@ def grades(request, notebook_path, record_testsuite_property):
 
     seed = request.config.stash[SEED]
     record_testsuite_property("seed", seed)
-    request.config.stash[GRADES] = grade_notebook(
-        notebook_path, seed, request.config.getoption("--time-limit"),
-        request.config.getoption("--memory-limit"), request.config.stash[SANDBOX])
+    limits = Limits(time_limit=request.config.getoption("--time-limit"),
+                    memory_limit_mb=request.config.getoption("--memory-limit"),
+                    submission_seconds=None)
+    request.config.stash[GRADES] = grade_notebook(notebook_path, seed, limits,
+                                                  request.config.stash[SANDBOX])
     return request.config.stash[GRADES]
 
 

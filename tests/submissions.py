@@ -444,7 +444,7 @@ def plant_graders_key():
 
 def keys_left_behind():
     """Lines of /proc/keys naming LEFT_BEHIND, and /proc/key-users lines of workers' uids."""
-    from grading.sandbox import WORKER_UID_BASE
+    from grading.confinement import WORKER_UID_BASE
 
     keys = [line for line in open("/proc/keys") if LEFT_BEHIND in line]
     users = [line for line in open("/proc/key-users")

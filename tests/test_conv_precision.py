@@ -301,7 +301,7 @@ def test_no_gpu_is_looked_for_where_cuda_must_not_start(monkeypatch):
     """Without an NVIDIA driver, or with the GPUs hidden (as the grader's sandbox hides them),
     there are no GPUs, and TensorFlow is not asked: asking starts CUDA, which must not run in a
     process that forks."""
-    from grading.sandbox import clean_environment
+    from grading.confinement import clean_environment
 
     monkeypatch.setattr(tf.config, "list_physical_devices", cuda_started)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -319,7 +319,7 @@ def test_the_graders_zygote_warms_up_without_starting_cuda(monkeypatch):
     """On a machine with an NVIDIA driver, the zygote's warm-up (before it forks the workers)
     builds VGG-19 without asking TensorFlow for the GPUs."""
     from grading import worker
-    from grading.sandbox import clean_environment
+    from grading.confinement import clean_environment
 
     monkeypatch.setattr(tf.config, "list_physical_devices", cuda_started)
     monkeypatch.setattr(nst_utils, "_nvidia_driver_present", lambda: True)

@@ -3,6 +3,7 @@ folder laid out like Gradescope's (source/, submission/, results/), grading each
 submission with run_autograder into a results.json that follows Gradescope's format."""
 import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -217,6 +218,20 @@ def test_setup_installs_only_what_grading_needs(bundle, tmp_path):
     assert (tmp_path / "grading" / "requirements.txt").read_bytes() == \
         (ROOT / "grading" / "requirements.txt").read_bytes()
     assert "ppa:" not in setup and "add-apt-repository" not in setup
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None,
+                    reason="needs shellcheck (Debian's package; .ci/run installs it)")
+def test_the_bundles_scripts_and_ci_pass_shellcheck(bundle, tmp_path):
+    """setup.sh and run_autograder as the zip holds them (their templates filled in), and
+    .ci/run: shellcheck finds nothing, not even a style note."""
+    with zipfile.ZipFile(bundle) as opened:
+        opened.extractall(tmp_path, members=["setup.sh", "run_autograder"])
+    assert "@" not in (tmp_path / "setup.sh").read_text().split("SUPPORTED=")[1].split("\n")[0]
+    checked = subprocess.run(["shellcheck", "--severity=style", str(tmp_path / "setup.sh"),
+                              str(tmp_path / "run_autograder"), str(ROOT / ".ci" / "run")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
 
 
 def test_grading_requirements_are_pinned_as_in_requirements_txt():

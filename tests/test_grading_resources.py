@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from grading.notebook import GRADED_FUNCTIONS
-from grading.sandbox import PYTHON_READABLE
+from grading.protections import Protection
 from submissions import MODEL_NN, cell, project_copy, with_graded_cell_replaced
 from test_grading_attacks import grade_in, read_junit
 from test_grading_robustness import grade_all
@@ -146,7 +146,7 @@ def test_taking_a_resource_fails_only_the_attacked_function_saying_which(graded,
     assert words in results[function], results[function]
     assert "sandbox protections in force" in run["stdout"], run["stdout"][-600:]
     missing = run["stdout"].split("not in force here: ")[1].split(" (README")[0]
-    assert missing in ("none", PYTHON_READABLE), missing  # every kernel mechanism is in force
+    assert missing in ("none", Protection.PYTHON_READABLE.value), missing  # every kernel mechanism is in force
 
 
 def test_nothing_is_left_behind(graded):
@@ -182,7 +182,7 @@ def test_a_busy_submission_is_held_to_one_cpu_and_fails_only_itself(tmp_path):
     with_graded_cell_replaced("compute_content_cost", SPINNER, beside / "spinner.ipynb")
     rows_alone, _ = grade_all(alone, tmp_path / "alone.csv", "--jobs", "2", project=project)
     rows, printed = grade_all(beside, tmp_path / "beside.csv", "--jobs", "2", project=project)
-    assert "cgroup: memory, processes, one cpu" in printed.split("not in force")[0], printed
+    assert Protection.CGROUP.value in printed.split("not in force")[0], printed
     assert rows["classmate.ipynb"]["score"] == "100", rows
     spinner = rows["spinner.ipynb"]
     assert [f for f in GRADED_FUNCTIONS if spinner[f] == "0"] == ["compute_content_cost"], \

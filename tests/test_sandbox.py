@@ -13,7 +13,9 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from grading.sandbox import OOM_SCORE_ADJ, PYTHON_READABLE, Sandbox, _readable_by_others
+from grading.confinement import OOM_SCORE_ADJ
+from grading.protections import Protection, readable_by_others
+from grading.sandbox import Sandbox
 from grading.wire import WireError, decode_array, encode_array
 
 TIME_LIMIT = 5
@@ -67,12 +69,12 @@ def test_a_cell_that_uses_tf_keras_loads_it_though_the_zygote_left_keras_out(san
     body = """with tf.Graph().as_default(), tf.Session() as sess:
     assert sess.run(tf.keras.backend.sum(tf.constant([1.0, 2.0]))) == 3.0"""
     records, ending, _ = run_cell(sandbox, body)
-    if sandbox.protections[PYTHON_READABLE]:
+    if sandbox.protections[Protection.PYTHON_READABLE]:
         assert stages(records) == ["cell", "loaded", "done"], records
         assert ending["how"] == "exit" and ending["status"] == 0
     else:
         assert "Keras cannot be imported" in records[-1].text, records
-        assert f"not in force here: {PYTHON_READABLE}" in sandbox.protections_line()
+        assert f"not in force here: {Protection.PYTHON_READABLE.value}" in sandbox.protections_line()
 
 
 def test_python_counts_as_readable_only_if_other_users_can_reach_and_read_it():
@@ -85,19 +87,19 @@ def test_python_counts_as_readable_only_if_other_users_can_reach_and_read_it():
         for path in (top, top / "lib", folder):
             path.chmod(0o755)
         module.chmod(0o644)
-        assert _readable_by_others(module)
+        assert readable_by_others(module)
         (top / "lib").chmod(0o700)  # as /root is
-        assert not _readable_by_others(module)
+        assert not readable_by_others(module)
         (top / "lib").chmod(0o755)
         module.chmod(0o600)
-        assert not _readable_by_others(module)
+        assert not readable_by_others(module)
     finally:
         shutil.rmtree(top)
 
 
 PAGED_OUT = """import ctypes, os, shutil, tempfile
 import numpy
-from grading import sandbox
+from grading import zygote
 
 def resident_file_kib():
     return int(open("/proc/self/status").read().split("RssFile:")[1].split()[0])
@@ -114,7 +116,7 @@ for line in open("/proc/self/maps"):
         ctypes.string_at(start, end - start)  # makes every page resident
         mapped += (end - start) // 1024
 before = resident_file_kib()
-sandbox._page_out_libraries()
+zygote._page_out_libraries()
 print(mapped, before - resident_file_kib())
 shutil.rmtree(os.path.dirname(copy))"""
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pyseccomp
 import pytest
 
-from grading import keyring, limits, syscall_filter
+from grading import keyring, protections, syscall_filter
+from grading.protections import Protection
 from grading.sandbox import Sandbox
 from submissions import GRADER_KEY, KEYRING_SECRET, keys_left_behind, plant_graders_key
 from test_sandbox import run_cell
 
-FILTER = "seccomp filter"
+FILTER = Protection.SECCOMP_FILTER
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def needs(sandbox, protection):
     if not sandbox.protections.get(protection):
         sandbox.protections_line()  # waits for the zygote's report
     if not sandbox.protections.get(protection):
-        pytest.skip(f"cannot run here: {protection} is not in force (the protections line "
+        pytest.skip(f"cannot run here: {protection.value} is not in force (the protections line "
                     f"says so: README, the threat model)")
 
 
@@ -136,7 +137,7 @@ json.dump(answers, open("found.json", "w"))"""
 def test_a_worker_finds_nothing_of_the_graders_keyring_and_leaves_no_key(sandbox):
     """The grader's session keyring holds a token (plant_graders_key, before the zygote
     started): a worker neither reads it nor leaves a key of its own anywhere."""
-    needs(sandbox, "fresh session keyring")
+    needs(sandbox, Protection.FRESH_KEYRING)
     body = f"""
 import ctypes, json
 import pyseccomp
@@ -182,5 +183,5 @@ def test_leaving_the_session_keyring_loses_its_keys():
 def test_without_libseccomp_no_filter_is_claimed(monkeypatch):
     """Where libseccomp is missing, the filter is reported not in force, and nothing fails."""
     monkeypatch.setattr(syscall_filter, "pyseccomp", None)
-    assert syscall_filter.prepare() is None and limits.available()["seccomp filter"] is False
+    assert syscall_filter.prepare() is None and protections.available()[FILTER] is False
     syscall_filter.install(None)
