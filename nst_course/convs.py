@@ -132,12 +132,11 @@ def vgg19_layers(graph, weights, precision="float32", winograd=False):
 
 
 def _bfloat16_layers(graph, weights):
-    """vgg19_layers in bfloat16 from graph['input'] on: the input is cast once, and
-    the convs, biases, ReLUs, pools and their gradients run in bfloat16. What the dict holds for
-    each layer is a float32 copy (a Cast named as the layer): a graph runs only the ops a fetch
-    needs, so a copy costs nothing unless the costs or a sess.run read that layer, and the
-    gradient of what they read flows back through it (and the input's cast) to the float32
-    input."""
+    """vgg19_layers in bfloat16 from graph['input'] on: the input is cast once, and the convs,
+    biases, ReLUs, pools and their gradients run in bfloat16. What the dict holds for each layer
+    is a float32 copy (a Cast named as the layer): a graph runs only the ops a fetch needs, so a
+    copy costs nothing unless the costs or a sess.run read that layer, and the gradient of what
+    they read flows back through it (and the input's cast) to the float32 input."""
     previous = tf.cast(graph["input"], tf.bfloat16, name="input_bfloat16")
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
         for i in range(1, n_convs + 1):
