@@ -19,7 +19,7 @@ peak resident memory.
 
 Per layer (each distinct conv shape, conv1_2 to conv5_1), it also times the forward conv plus
 its input gradient the direct way in float32 and in bfloat16, and by Winograd
-(nst_utils.conv3x3), taking turns likewise; --layers times only these.
+(nst_course.convs.conv3x3), taking turns likewise; --layers times only these.
 
 The accuracy run optimises section 4 for --accuracy-iterations in float32 and then in bfloat16
 from the same start and compares every printed cost and the final pictures (PSNR; a figure
@@ -62,7 +62,7 @@ def peak_rss_mb():
 def iteration_gflop(height, width, widths):
     """FLOPs of one iteration: the convs up to conv5_1 forward, and as much again backward (the
     gradient with respect to each conv's input; the weights are constants)."""
-    from nst_utils import VGG19_BLOCKS
+    from nst_course.vgg19_file import VGG19_BLOCKS
 
     forward, channels = 0, 3
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
@@ -118,7 +118,8 @@ def section_4(weights_path, height, width, notebook, precision="float32", seed=1
     (bfloat16 also where it is only emulated), built and started from the noisy image of
     `seed`: (session, model, train_step, [J, J_content, J_style])."""
     from grading.notebook import trusted_graded_functions
-    from nst_utils import CONFIG, FORCE_BFLOAT16, generate_noise_image, load_vgg_model, tf
+    from nst_course.convs import FORCE_BFLOAT16
+    from nst_utils import CONFIG, generate_noise_image, load_vgg_model, tf
 
     CONFIG.CONV_PRECISION = precision
     os.environ[FORCE_BFLOAT16] = "1"  # measure bfloat16 even without the units, as emulated
@@ -163,7 +164,8 @@ def tf2_peer(weights_path, height, width, policy="float32"):
     import keras
     import tensorflow as tf
 
-    from nst_utils import VGG19_BLOCKS, generate_noise_image, read_vgg19_weights
+    from nst_course.vgg19_file import VGG19_BLOCKS, read_vgg19_weights
+    from nst_utils import generate_noise_image
 
     tf.compat.v1.enable_v2_behavior()
     weights = read_vgg19_weights(str(weights_path))
@@ -237,19 +239,19 @@ OTHER_TYPES = {"ReadVariableOp", "Identity", "IdentityN", "Const", "NoOp", "_Sen
 
 
 def recording_convs():
-    """From now on, the names of the ops nst_utils.conv3x3 creates (for Winograd, its
+    """From now on, the names of the ops nst_course.convs.conv3x3 creates (for Winograd, its
     transforms and matrix products too), in a set this returns."""
-    import nst_utils
+    from nst_course import convs
 
-    names, conv3x3 = set(), nst_utils.conv3x3
+    names, conv3x3 = set(), convs.conv3x3
 
     def recorded(*args, **kwargs):
-        graph = nst_utils.tf.get_default_graph()
+        graph = convs.tf.get_default_graph()
         before = len(graph.get_operations())
         y = conv3x3(*args, **kwargs)
         names.update(op.name for op in graph.get_operations()[before:])
         return y
-    nst_utils.conv3x3 = recorded
+    convs.conv3x3 = recorded
     return names
 
 
@@ -412,7 +414,8 @@ def max_relative_error(got, expected):
 def layer_shapes(height, width, widths):
     """{name: (height, width, C_in, C_out, by Winograd in load_vgg_model)} of the first conv of
     each distinct shape from conv1_2 to conv5_1."""
-    from nst_utils import VGG19_BLOCKS, WINOGRAD_MIN_CHANNELS
+    from nst_course.convs import WINOGRAD_MIN_CHANNELS
+    from nst_course.vgg19_file import VGG19_BLOCKS
 
     shapes, seen, channels = {}, set(), 3
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
@@ -430,7 +433,7 @@ def layer_shapes(height, width, widths):
 def layer_times(height, width, widths, iterations):
     """Per distinct conv shape: forward + input gradient, direct in float32, by Winograd, and
     direct in bfloat16 (input and kernel rounded, result float32), in turns."""
-    from nst_utils import conv3x3, tf
+    from nst_course.convs import conv3x3, tf
 
     rows = []
     for name, (h, w, c_in, c_out, used) in layer_shapes(height, width, widths).items():
@@ -562,7 +565,7 @@ def cpu_name():
 
 def native_bfloat16():
     """Whether this machine computes bfloat16 convs natively; says why not if it does not."""
-    from nst_utils import _no_native_bfloat16, tf
+    from nst_course.convs import _no_native_bfloat16, tf
 
     reason = _no_native_bfloat16(tf.config.list_physical_devices("GPU"))
     if reason:

@@ -43,7 +43,8 @@ from grading.summary import write_summary
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["file", "student", "status", "score", "max_score", *GRADED_FUNCTIONS, "errors",
            "seconds", "seed", "sha256", "points", "partial_credit", "results"]
-GRADER_FILES = ("nst_utils.py", "requirements.txt", "grading/*.py", "tests/*.py")
+GRADER_FILES = ("nst_utils.py", "nst_course/*.py", "requirements.txt", "grading/*.py",
+                "tests/*.py")
 NOTE = re.compile(f"; (the newest of [0-9]+ notebooks|{GONE}).*", re.DOTALL)  # after a status
 
 

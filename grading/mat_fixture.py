@@ -8,10 +8,7 @@ order, normalization and classes at the top level). width_scale shrinks every ch
 import numpy as np
 import scipy.io
 
-from nst_utils import vgg19_file_layer_names
-
-VGG19_WIDTHS = (64, 128, 256, 512, 512)
-MEANS = [123.68, 116.779, 103.939]
+from nst_course.vgg19_file import VGG19_MEANS, VGG19_WIDTHS, vgg19_file_layer_names
 
 
 def scaled_widths(width_scale):
@@ -82,7 +79,7 @@ def write_vgg19_mat(path, width_scale=1 / 32, with_fc=True, with_meta=True,
     if layers is None:
         layers = vgg19_layers(width_scale, with_fc, bias_layout, layout, seed)
     contents = {"layers": _cell(*layers)}
-    normalization = _struct(averageImage=np.array(MEANS).reshape(1, 1, 3),
+    normalization = _struct(averageImage=np.array(VGG19_MEANS).reshape(1, 1, 3),
                             imageSize=np.array([[224, 224, 3, 1]]))
     classes = _struct(name=_cell("n01440764"), description=_cell("tench"))
     if with_meta and layout == "beta16":

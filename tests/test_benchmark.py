@@ -133,11 +133,12 @@ def test_profile_of_an_iteration_times_its_convs_and_casts_from_tensorflows_trac
     """A 60x80 iteration of section 4 on the tiny VGG-19, profiled: convs take time in both,
     casts only in bfloat16 (the input's, the costs' layers' and their gradients')."""
     import nst_utils
+    from nst_course import convs
 
     for setting in ("IMAGE_HEIGHT", "IMAGE_WIDTH", "CONV_PRECISION"):
         monkeypatch.setattr(nst_utils.CONFIG, setting, getattr(nst_utils.CONFIG, setting))
-    monkeypatch.setattr(nst_utils, "conv3x3", nst_utils.conv3x3)  # recording_convs wraps it
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "0")
+    monkeypatch.setattr(convs, "conv3x3", convs.conv3x3)  # recording_convs wraps it
+    monkeypatch.setenv(convs.FORCE_BFLOAT16, "0")
     conv_ops = bench_nst.recording_convs()
     iteration = bench_nst.tf1_loop(tiny_vgg_path, 60, 80, str(notebook_path), precision)
     iteration()

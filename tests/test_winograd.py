@@ -1,9 +1,9 @@
-"""nst_utils.conv3x3 by Winograd's F(2x2, 3x3): the same activations and input gradient as TF's
-direct conv, within float32 round-off, at each conv shape VGG-19 has on a 300x400 image."""
+"""nst_course.convs.conv3x3 by Winograd's F(2x2, 3x3): the same activations and input gradient as
+TF's direct conv, within float32 round-off, at each conv shape VGG-19 has on a 300x400 image."""
 import numpy as np
 import pytest
 
-from nst_utils import conv3x3, tf
+from nst_course.convs import conv3x3, tf
 
 # (height, width, C_in, C_out) of the convs load_vgg_model computes by Winograd (blocks 3-5),
 # plus small odd and even shapes for the tiling at the edges
