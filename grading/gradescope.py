@@ -72,14 +72,14 @@ def run_autograder():
 def write_bundle(path, **settings):
     """Write the autograder zip to `path`: setup.sh, run_autograder, its settings (DEFAULTS
     unless given: points, seconds, time_limit, memory_limit_mb) and what grading needs from
-    the project (grading/ with its requirements.txt, nst_utils.py). Every entry carries its
+    the project (grading/ with its requirements.txt, nst_utils.py and nst_course/). Every entry carries its
     Unix mode, a regular file's: rwxr-xr-x for the two scripts, rw-r--r-- for the rest (the
     sandbox's workers, as nobody, read the project's files)."""
     settings = {**DEFAULTS, **{key: value for key, value in settings.items() if value}}
     if set(settings["points"]) != set(GRADED_FUNCTIONS):
         raise ValueError(f"give points for exactly these functions: {', '.join(GRADED_FUNCTIONS)}")
-    files = [ROOT / "nst_utils.py", ROOT / "grading" / "requirements.txt",
-             *sorted((ROOT / "grading").glob("*.py"))]
+    files = [ROOT / "nst_utils.py", *sorted((ROOT / "nst_course").glob("*.py")),
+             ROOT / "grading" / "requirements.txt", *sorted((ROOT / "grading").glob("*.py"))]
     entries = [("setup.sh", setup_sh().encode(), 0o755),
                ("run_autograder", run_autograder().encode(), 0o755),
                (CONFIG_NAME, (json.dumps(settings, indent=1) + "\n").encode(), 0o644),
