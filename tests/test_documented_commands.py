@@ -1,5 +1,5 @@
-"""Every command the README, docs/ and pretrained-model/README.md give still runs as written, and every relative link they
-make points to a file that exists.
+"""Every command the README, docs/ and pretrained-model/README.md give still runs as written, and
+every relative link of the project's Markdown pages points to a file that exists.
 
 The commands are the lines of their fenced code blocks (```bash, ```sh, ```console, or plain ```
 with shell lines; ```text blocks are output and are left alone). Each is checked as cheaply as
@@ -229,16 +229,17 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def links():
+    """[(page, target)] of the relative links of every Markdown page outside grading/."""
     found = []
-    for page in PAGES:
+    for page in sorted({*PAGES, *ROOT.glob("*/*.md")} - {*ROOT.glob("grading/*.md")}):
         for target in LINK.findall(page.read_text()):
             if not re.match(r"^[a-z]+:", target) and not target.startswith("#"):
                 found.append((page, target))
-    return found
+    return sorted(set(found))
 
 
 @pytest.mark.parametrize("page, target", links(),
-                         ids=[f"{page.name}->{target}" for page, target in links()])
+                         ids=[f"{page.relative_to(ROOT)}->{target}" for page, target in links()])
 def test_each_relative_link_points_to_a_file_that_exists(page, target):
     path = (page.parent / target.split("#")[0]).resolve()
     assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
