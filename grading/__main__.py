@@ -1,5 +1,5 @@
 """Course tools for graders: `python -m grading release|grade-all|gradescope|export ...`
-(README.md)."""
+(README.md; docs/grading.md)."""
 import argparse
 import sys
 from pathlib import Path
@@ -68,7 +68,7 @@ def command_line():
 
     bundle = commands.add_parser(
         "gradescope", help="write Gradescope's autograder zip",
-        description="The zip for a Gradescope 'Zip file upload' autograder (see README.md).")
+        description="The zip for a Gradescope 'Zip file upload' autograder (see docs/gradescope.md).")
     bundle.add_argument("zip", type=Path, help="where to write it, e.g. autograder.zip")
     bundle.add_argument("--points", type=points, default=None, help=POINTS_HELP)
     bundle.add_argument("--partial-credit", action="store_true", default=None, help=PARTIAL_HELP)

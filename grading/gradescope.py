@@ -39,7 +39,7 @@ OUTPUT_FORMAT = "md"
 # Grading one notebook's peak memory as a container's limit counts it: the sum of PSS, file-
 # backed pages (TensorFlow's libraries) included, over the whole grading process tree (the
 # grader, which does not import TensorFlow, the sandbox and one worker): 569-611 MiB, 324-339 of
-# it anonymous, on a fresh Debian 12 where no other process shares TensorFlow's pages (README;
+# it anonymous, on a fresh Debian 12 where no other process shares TensorFlow's pages (docs/gradescope.md;
 # tests/test_gradescope_fresh_system.py fails if it passes this). Below this, run() writes a
 # results.json that says which setting to raise.
 GRADING_NEEDS_MIB = 700
@@ -53,7 +53,7 @@ CONTAINER_SPECIFICATIONS = tuple((label, int(gb * 1e9) >> 20) for label, gb in (
 # The Pythons every pinned package of grading/requirements.txt has wheels for (checked with
 # `pip download --no-deps --only-binary=:all: --python-version X.Y` for each), newest first.
 SUPPORTED_PYTHONS = ("3.13", "3.12", "3.11")
-BASE_IMAGE = "Ubuntu 22.04"  # Gradescope's default base image, and the one the README names
+BASE_IMAGE = "Ubuntu 22.04"  # Gradescope's default base image, and the one docs/gradescope.md names
 
 # The two scripts of the zip, as templates (grading/templates/): setup.sh's @PYTHONS@ and
 # @BASE_IMAGE@ are filled in from the two facts above.
@@ -72,9 +72,9 @@ def run_autograder():
 def write_bundle(path, **settings):
     """Write the autograder zip to `path`: setup.sh, run_autograder, its settings (DEFAULTS
     unless given: points, seconds, time_limit, memory_limit_mb) and what grading needs from
-    the project (grading/ with its requirements.txt, nst_utils.py and nst_course/). Every entry carries its
-    Unix mode, a regular file's: rwxr-xr-x for the two scripts, rw-r--r-- for the rest (the
-    sandbox's workers, as nobody, read the project's files)."""
+    the project (grading/ with its requirements.txt, nst_utils.py, nst_course/). Every entry
+    carries its Unix mode, a regular file's: rwxr-xr-x for the two scripts, rw-r--r-- for the
+    rest (the sandbox's workers, as nobody, read the project's files)."""
     settings = {**DEFAULTS, **{key: value for key, value in settings.items() if value}}
     if set(settings["points"]) != set(GRADED_FUNCTIONS):
         raise ValueError(f"give points for exactly these functions: {', '.join(GRADED_FUNCTIONS)}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 class Limits:
     """What one submission's grading may use. The first three are options of every front end
     (--time-limit, --memory-limit, grade-all's --timeout, Gradescope's --seconds)."""
-    time_limit: float = 60.0  # seconds each stage of a graded function may take: its cell, each
+    time_limit: float = 60  # seconds each stage of a graded function may take: its cell, each
     # call; the function in all: this times (its calls + 2)
     memory_limit_mb: int = 4096  # resident memory of one graded function's worker (its tree)
     submission_seconds: float = 900  # one whole submission's grading

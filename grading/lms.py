@@ -4,7 +4,7 @@ LMS's own file for its import.
     python -m grading export canvas grades.csv --gradebook EXPORT.csv --assignment NAME --out FILE
     python -m grading export moodle grades.csv --worksheet WORKSHEET.csv --out FILE
 
-Download names (README, "Grade a class from Canvas or Moodle"): Canvas's "Download Submissions"
+Download names (docs/lms.md): Canvas's "Download Submissions"
 names each file `<name>_[LATE_]<user id>_<attachment id>_<original name>`; Moodle's "Download all
 submissions" puts each student's files in a folder
 `<Full Name>_<participant id>_assignsubmission_file_`.

@@ -72,7 +72,7 @@ class Sandbox:
         used = [p.value for p, works in self.protections.items() if works]
         missing = [p.value for p, works in self.protections.items() if not works]
         return (f"sandbox protections in force: {', '.join(used) or 'none'}; not in force "
-                f"here: {', '.join(missing) or 'none'} (README: the threat model)")
+                f"here: {', '.join(missing) or 'none'} (docs/threat-model.md)")
 
     def scratch(self, name):
         """A new, empty folder for one worker, its own (it may write only there)."""

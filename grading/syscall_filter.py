@@ -4,7 +4,7 @@ confinement, after no_new_privs.
 
 It starts from Docker's default profile (an allowlist; everything else fails with EPERM) and is
 stricter where a graded cell does not need a call, as measured by tracing whole gradings
-(`strace -ff`, README: the threat model): no sockets of any family (a worker makes none: not
+(`strace -ff`, docs/threat-model.md): no sockets of any family (a worker makes none: not
 Unix sockets bound to a path or abstract, netlink, packet, nor TCP or UDP), no io_uring,
 userfaultfd, keyrings, namespaces, mounts, ptrace or other processes' memory, no BPF or perf
 events, no kernel modules or kexec. A refused call returns EPERM, so the student's line raises

@@ -138,8 +138,10 @@ def test_each_documented_grading_command_parses(where, args, capsys):
                          ids=ids(module_commands("nst_utils")))
 def test_each_documented_nst_utils_command_parses(where, args, capsys):
     from nst_course.cli import command_line  # nst_utils' commands since the package split
+    from nst_utils import CONFIG  # their defaults
+
     try:
-        command_line().parse_args(args)
+        command_line(CONFIG).parse_args(args)
     except SystemExit:
         pytest.fail(f"{where}: `python -m nst_utils {' '.join(args)}` does not parse: "
                     f"{capsys.readouterr().err.strip()}")

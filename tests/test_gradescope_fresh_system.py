@@ -15,7 +15,7 @@ setup.sh, run_autograder, results.json). Needs root (debootstrap, chroot, mount)
 machine's own configuration, copied in as a person testing locally would: the Debian mirror
 that apt uses here, pip's configuration files and PIP_* variables, the CA bundle, and read-only
 binds of the local folders pip's configuration names. Nothing of it is written into the project.
-About 5 minutes (README).
+About 5 minutes (docs/gradescope.md).
 """
 import configparser
 import json

@@ -136,7 +136,7 @@ def test_a_thief_graded_after_its_victim_finds_nothing_of_the_victims_code(tmp_p
 def test_a_submission_grabbing_every_process_costs_its_classmates_nothing(tmp_path, project):
     if os.geteuid() != 0:
         pytest.skip("needs the grader to run as root: only then does each worker get a user "
-                    "of its own, and so a process limit of its own (README, threat model)")
+                    "of its own, and so a process limit of its own (docs/threat-model.md)")
     folder = tmp_path / "class"
     folder.mkdir()
     with_graded_cell_replaced("total_cost", GRABBER, folder / "grabber.ipynb")

@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from grading import wire
 from grading.judge import decide, grade_notebook, interpret
+from grading.limits import LIMITS
 from grading.notebook import GRADED_FUNCTIONS, graded_cells, read_notebook
 from grading.plans import make_plans
 from grading.sandbox import Sandbox
+from grading.wire import Ending
 from submissions import STALE_PICTURES, cell, with_graded_cell_replaced
 from test_gradescope import autograde, scores
 
@@ -32,7 +34,7 @@ RECORDISH = st.fixed_dictionaries({}, optional={
         key: JSON | st.builds(wire.encode_array, st.lists(st.floats(), max_size=4))
         for key in wire.RESULT_KEYS}) | JSON})
 PLANS = make_plans(0)
-ENDING = {"how": "exit", "status": 0, "stage": None}
+ENDING = {"how": Ending.EXIT, "status": 0, "stage": None}
 
 
 @settings(max_examples=400, deadline=None)
@@ -55,7 +57,7 @@ def test_any_bytes_from_a_worker_are_a_record_or_nothing(line):
 @given(st.sampled_from(GRADED_FUNCTIONS), st.lists(RECORDISH, max_size=8))
 def test_any_records_give_each_check_a_verdict(name, values):
     records = [r for r in (wire.parse_record(json.dumps(v)) for v in values) if r is not None]
-    outcome = interpret(name, PLANS[name], records, ENDING, 60, 4096)
+    outcome = interpret(name, PLANS[name], records, ENDING, LIMITS)
     verdicts = decide(name, PLANS[name], outcome)
     assert set(verdicts) == set(PLANS[name].checks)
     assert all(v is None or (isinstance(v, str) and v.startswith(name)) for v in verdicts.values())

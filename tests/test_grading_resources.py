@@ -111,7 +111,7 @@ def shared_memory_bytes():
 def needs_root():
     if os.geteuid() != 0:
         pytest.skip("cannot run here: these limits are the kernel's (namespaces, cgroups, "
-                    "tmpfs), used only when the grader runs as root (README: the threat model)")
+                    "tmpfs), used only when the grader runs as root (docs/threat-model.md)")
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_taking_a_resource_fails_only_the_attacked_function_saying_which(graded,
     assert [name for name, reason in results.items() if reason is not None] == [function], results
     assert words in results[function], results[function]
     assert "sandbox protections in force" in run["stdout"], run["stdout"][-600:]
-    missing = run["stdout"].split("not in force here: ")[1].split(" (README")[0]
+    missing = run["stdout"].split("not in force here: ")[1].split(" (docs/threat-model.md)")[0]
     assert missing in ("none", Protection.PYTHON_READABLE.value), missing  # every kernel mechanism is in force
 
 

@@ -34,7 +34,7 @@ def needs(sandbox, protection):
         sandbox.protections_line()  # waits for the zygote's report
     if not sandbox.protections.get(protection):
         pytest.skip(f"cannot run here: {protection.value} is not in force (the protections line "
-                    f"says so: README, the threat model)")
+                    f"says so: docs/threat-model.md)")
 
 
 def found(scratch):
