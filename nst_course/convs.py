@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from nst_course.precisions import BFLOAT16_CPU_FLAGS, CONV_PRECISIONS, FORCE_BFLOAT16
 from nst_course.tf1 import nvidia_driver_present, tf
 from nst_course.vgg19_file import VGG19_BLOCKS
 
@@ -155,13 +156,7 @@ def _bfloat16_layers(graph, weights):
 
 # ----- the convs' precision: float32, or bfloat16 where the machine computes it natively -----
 
-# bfloat16 keeps float32's 8 exponent bits and 7 of its 23 fraction bits: about 2-3 significant
-# digits. CPUs with AVX512-BF16 or AMX-BF16 (which oneDNN, in TensorFlow's wheel, uses) multiply
-# it several times faster than float32; elsewhere it is emulated, no faster than float32
-# (benchmarks/RESULTS.md), so conv_plan runs float32 there unless FORCE_BFLOAT16 is set.
-CONV_PRECISIONS = ("float32", "bfloat16")
-BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # in /proc/cpuinfo's flags
-FORCE_BFLOAT16 = "NST_FORCE_BFLOAT16"  # =1: bfloat16 even where emulated (tests, benchmarks)
+# (nst_course/precisions.py: which precisions there are, and when bfloat16 pays)
 _said = set()
 
 

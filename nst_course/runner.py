@@ -5,7 +5,7 @@ import io
 import os
 import sys
 
-from nst_course.convs import CONV_PRECISIONS
+from nst_course.precisions import CONV_PRECISIONS
 from nst_course.weights import fetch_vgg19
 
 

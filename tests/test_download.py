@@ -217,9 +217,11 @@ def test_existing_converted_copy_is_kept_with_a_warning(serve, converted, tmp_pa
     assert server.requests == [] and destination.read_bytes() == converted
 
 
-def test_download_and_verify_work_without_tensorflow(serve, converted, tmp_path):
+def test_download_verify_and_the_start_of_run_work_without_tensorflow(serve, converted,
+                                                                       tmp_path):
     """`python -m nst_utils download` and `verify` never import TensorFlow (they start at once,
-    and work where it is not installed): here any import of it raises ImportError."""
+    and work where it is not installed), nor does `run` before the notebook's own kernel does
+    (its checks come at once): here any import of it raises ImportError."""
     fake = tmp_path / "no-tensorflow" / "tensorflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text('raise ImportError("TensorFlow was imported")\n')
@@ -242,6 +244,11 @@ def test_download_and_verify_work_without_tensorflow(serve, converted, tmp_path)
     assert verified.stdout == (f"'{destination}' checked: VGG-19's layers, but no published "
                                f"release.\n")
     assert verified.stderr.startswith("Warning: its MD5 is ")
+    shutil.copy(ROOT / "nst_assignment.ipynb", tmp_path)
+    started = python("-m", "nst_utils", "run", "--no-download", "-p", "num_iterations", "2")
+    assert started.returncode == 1 and "TensorFlow was imported" not in started.stderr
+    assert started.stderr.startswith("The run did not start: VGG-19 weights not found at "
+                                     "'pretrained-model/imagenet-vgg-verydeep-19.mat'")
 
 
 def test_unreachable_url_gives_clear_error_and_nonzero_exit(tmp_path):
