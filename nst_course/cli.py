@@ -1,7 +1,7 @@
 """The course tools' commands: `python -m nst_utils run | download | verify`.
 
-nst_utils.py runs main() before it imports TensorFlow, so download and verify start quickly
-and need no TensorFlow; run imports it (and papermill) only when it runs.
+nst_utils.py runs main() before it imports TensorFlow, so no command imports it: download and
+verify need none, and run starts it only in the notebook's kernel (papermill's).
 """
 import argparse
 import os
@@ -52,7 +52,7 @@ def main(argv, config):
     path, the output folder); its exit status."""
     args = command_line(config).parse_args(argv)
     if args.command == "run":
-        from nst_course.runner import run_notebook  # papermill, and TensorFlow for its precisions
+        from nst_course.runner import run_notebook  # papermill; TensorFlow only in its kernel
 
         # in the environment, so that the notebook's kernel fetches (or not) as this run does
         if args.url:
