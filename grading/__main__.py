@@ -68,7 +68,8 @@ def command_line():
 
     bundle = commands.add_parser(
         "gradescope", help="write Gradescope's autograder zip",
-        description="The zip for a Gradescope 'Zip file upload' autograder (see docs/gradescope.md).")
+        description="The zip for a Gradescope 'Zip file upload' autograder (see "
+                    "docs/gradescope.md).")
     bundle.add_argument("zip", type=Path, help="where to write it, e.g. autograder.zip")
     bundle.add_argument("--points", type=points, default=None, help=POINTS_HELP)
     bundle.add_argument("--partial-credit", action="store_true", default=None, help=PARTIAL_HELP)

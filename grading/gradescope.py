@@ -39,9 +39,9 @@ OUTPUT_FORMAT = "md"
 # Grading one notebook's peak memory as a container's limit counts it: the sum of PSS, file-
 # backed pages (TensorFlow's libraries) included, over the whole grading process tree (the
 # grader, which does not import TensorFlow, the sandbox and one worker): 569-611 MiB, 324-339 of
-# it anonymous, on a fresh Debian 12 where no other process shares TensorFlow's pages (docs/gradescope.md;
-# tests/test_gradescope_fresh_system.py fails if it passes this). Below this, run() writes a
-# results.json that says which setting to raise.
+# it anonymous, on a fresh Debian 12 where no other process shares TensorFlow's pages
+# (docs/gradescope.md; tests/test_gradescope_fresh_system.py fails if it passes this). Below
+# this, run() writes a results.json that says which setting to raise.
 GRADING_NEEDS_MIB = 700
 # Gradescope's Autograder Settings, "Container Specifications": (its label, MiB of memory, read
 # as the least the label may mean: "0.75GB" as 750,000,000 bytes, 715 MiB). Gradescope calls

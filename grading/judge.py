@@ -190,6 +190,7 @@ def ending_sentence(name, ending, limits):
     when = ("while its cell ran" if stage is None or stage.stage == "cell"
             else "while being called")
     what = "its cell" if when == "while its cell ran" else "a call"
+    # every sentence is made, then one chosen: the status is an int only for exit and signal
     return {
         Ending.TIME: f"{what} did not finish within {limits.time_limit} s",
         Ending.BUDGET: "its cell and calls together took longer than the time they may take",
@@ -199,8 +200,8 @@ def ending_sentence(name, ending, limits):
                      f"may write",
         Ending.PROCESSES: f"tried to run more than the {limits.processes} processes and threads "
                           f"a graded function may run at once",
-        Ending.SIGNAL: f"the process running {name} was killed by signal {-(ending['status'] or 0)} "
-                       f"{when}",
+        Ending.SIGNAL: f"the process running {name} was killed by signal "
+                       f"{-(ending['status'] or 0)} {when}",
         Ending.EXIT: f"the process running {name} exited with status {ending['status']} {when}",
     }[ending["how"]]
 

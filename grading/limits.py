@@ -22,7 +22,11 @@ class Limits:
 LIMITS = Limits()
 TIME_LIMIT_HELP = ("seconds each stage of a graded function may take (its cell, each call); the "
                    "function in all: this times (its calls + 2)")  # --time-limit's, everywhere
-# Gradescope's default container (768 MB, half a CPU, 10 minutes): a worker's share of the
-# memory beside the grader and the zygote, and the time before Gradescope's own limit, the
-# sandbox's start included
+# Gradescope's default container (768 MB, half a CPU, 10 minutes). submission_seconds: one
+# submission's grading in all, the sandbox's start included, so that a submission whose
+# functions hang gets its result within Gradescope's timeout. memory_limit_mb: what one graded
+# function's worker may use (its tree's resident memory, about 310 MB of it for a correct
+# model_nn, some 120 MB of that shared with the sandbox): with the grader and the sandbox,
+# grading stays under gradescope.GRADING_NEEDS_MIB, and a function that eats memory is stopped
+# with a message instead of the container being killed.
 GRADESCOPE = replace(LIMITS, memory_limit_mb=448, submission_seconds=480)
