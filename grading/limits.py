@@ -8,7 +8,8 @@ class Limits:
     """What one submission's grading may use. The first three are options of every front end
     (--time-limit, --memory-limit, grade-all's --timeout, Gradescope's --seconds)."""
     time_limit: float = 60  # seconds each stage of a graded function may take: its cell, each
-    # call; the function in all: this times (its calls + 2)
+    # call; the function in all: this times (its calls + 2). Written 60, not 60.0: the messages
+    # print it as given ("did not finish within 60 s")
     memory_limit_mb: int = 4096  # resident memory of one graded function's worker (its tree)
     submission_seconds: float = 900  # one whole submission's grading
     processes: int = 512  # processes and threads of one worker at once
