@@ -115,42 +115,36 @@ def vgg19_layers(graph, weights, precision="float32", winograd=False):
     """Add VGG-19's conv and pool layers, built from `weights` ({convN_i: (kernel, bias)}) on
     graph['input'], to the dict `graph` and return it; `precision` and `winograd` as conv_plan
     gives them. convN_i is conv + bias + ReLU (Winograd for the convs with at least
-    WINOGRAD_MIN_CHANNELS outputs, where allowed); avgpoolN is 2x2 average pooling."""
-    if precision == "bfloat16":
-        return _bfloat16_layers(graph, weights)
+    WINOGRAD_MIN_CHANNELS outputs, where allowed); avgpoolN is 2x2 average pooling.
+
+    In bfloat16 the input is cast once, and the convs, biases, ReLUs, pools and their gradients
+    run in bfloat16 (each op named as its layer, plus "_bfloat16"). What the dict holds for each
+    layer is then a float32 copy (a Cast named as the layer): a graph runs only the ops a fetch
+    needs, so a copy costs nothing unless the costs or a sess.run read that layer, and the
+    gradient of what they read flows back through it (and the input's cast) to the float32
+    input."""
+    bfloat16 = precision == "bfloat16"
+    dtype, suffix = (tf.bfloat16, "_bfloat16") if bfloat16 else (tf.float32, "")
     previous = graph["input"]
+    if bfloat16:
+        previous = tf.cast(previous, tf.bfloat16, name="input_bfloat16")
+
+    def layer(name, tensor):
+        """`tensor` as the next layer's input; in the dict, as float32."""
+        graph[name] = tf.cast(tensor, tf.float32, name=name) if bfloat16 else tensor
+        return tensor
+
     for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
             kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel,
+            conv = conv3x3(previous, kernel, precision=precision,
                            winograd=winograd and kernel.shape[3] >= WINOGRAD_MIN_CHANNELS)
-            previous = graph[name] = tf.nn.relu(conv + tf.constant(bias), name=name)
-        previous = graph[f"avgpool{block}"] = tf.nn.avg_pool(
-            previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",
-            name=f"avgpool{block}")
-    return graph
-
-
-def _bfloat16_layers(graph, weights):
-    """vgg19_layers in bfloat16 from graph['input'] on: the input is cast once, and the convs,
-    biases, ReLUs, pools and their gradients run in bfloat16. What the dict holds for each layer
-    is a float32 copy (a Cast named as the layer): a graph runs only the ops a fetch needs, so a
-    copy costs nothing unless the costs or a sess.run read that layer, and the gradient of what
-    they read flows back through it (and the input's cast) to the float32 input."""
-    previous = tf.cast(graph["input"], tf.bfloat16, name="input_bfloat16")
-    for block, n_convs in enumerate(VGG19_BLOCKS, start=1):
-        for i in range(1, n_convs + 1):
-            name = f"conv{block}_{i}"
-            kernel, bias = weights[name]
-            conv = conv3x3(previous, kernel, precision="bfloat16")
-            previous = tf.nn.relu(conv + tf.constant(bias, dtype=tf.bfloat16),
-                                  name=f"{name}_bfloat16")
-            graph[name] = tf.cast(previous, tf.float32, name=name)
+            previous = layer(name, tf.nn.relu(conv + tf.constant(bias, dtype=dtype),
+                                              name=name + suffix))
         name = f"avgpool{block}"
-        previous = tf.nn.avg_pool(previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1],
-                                  padding="SAME", name=f"{name}_bfloat16")
-        graph[name] = tf.cast(previous, tf.float32, name=name)
+        previous = layer(name, tf.nn.avg_pool(previous, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1],
+                                              padding="SAME", name=name + suffix))
     return graph
 
 
