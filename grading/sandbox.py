@@ -156,8 +156,7 @@ def _others_can_enter(folder):
 
 def _write_and_close(fd, data):
     try:
-        while data:
-            data = data[os.write(fd, data):]
+        wire.write_all(fd, data)
     except OSError:  # the worker ended before reading all of it
         pass
     finally:

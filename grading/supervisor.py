@@ -146,16 +146,11 @@ def _relay(lines, report_fd, clock):
     for line in lines:
         record = wire.parse_record(line) if line else None
         if record is not None and (record.kind != "stage" or clock.begins(record, line)):
-            write(report_fd, line + b"\n")
+            wire.write_all(report_fd, line + b"\n")
 
 
 def send(fd, record):
-    write(fd, wire.dumps(record))
-
-
-def write(fd, data):
-    while data:
-        data = data[os.write(fd, data):]
+    wire.write_all(fd, wire.dumps(record))
 
 
 def read_all(fd, limit=wire.MAX_LINE_BYTES):

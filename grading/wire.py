@@ -28,6 +28,7 @@ import base64
 import binascii
 import enum
 import json
+import os
 import unicodedata
 from dataclasses import dataclass
 
@@ -178,3 +179,9 @@ def plain_text(text):
 def dumps(value):
     """One line of JSON (bytes, newline-terminated) for `value`."""
     return json.dumps(value, allow_nan=False).encode() + b"\n"
+
+
+def write_all(fd, data):
+    """Write every byte of `data` to the pipe `fd` (os.write may take only part of it)."""
+    while data:
+        data = data[os.write(fd, data):]
