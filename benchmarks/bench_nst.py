@@ -118,7 +118,7 @@ def section_4(weights_path, height, width, notebook, precision="float32", seed=1
     (bfloat16 also where it is only emulated), built and started from the noisy image of
     `seed`: (session, model, train_step, [J, J_content, J_style])."""
     from grading.notebook import trusted_graded_functions
-    from nst_course.convs import FORCE_BFLOAT16
+    from nst_course.precisions import FORCE_BFLOAT16
     from nst_utils import CONFIG, generate_noise_image, load_vgg_model, tf
 
     CONFIG.CONV_PRECISION = precision
